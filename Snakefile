@@ -1,0 +1,30 @@
+# spatial-probing: frozen features of vision-language and video generation models, probed for spatial
+# knowledge. Stages: dataset -> extract (per model x timestep x shard) -> probe (per task x source x probe
+# kind) -> aggregate. The default config runs the embedded demo; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The demo config applies only when no --configfile is given: Snakemake would otherwise merge a user's
+# config into the demo's (keeping the demo's datasets and models).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        rules.aggregate.output,
+    default_target: True
+
+
+onsuccess:
+    print(summary_message())

@@ -1,0 +1,23 @@
+"""Frozen feature extractors, their registry, and the per-layer / per-timestep feature store.
+
+Importing this package is cheap: model families import torch, diffusers or transformers only when an
+extractor of that family is built (see :mod:`extractors.registry`).
+"""
+
+from extractors.base import ClipFeatures, Extractor
+from extractors.featurestore import FeatureStore, FeatureStoreWriter, open_feature_store
+from extractors.layers import resolve_layers
+from extractors.registry import FAMILIES, ModelConfig, extractor_class, resolve_model
+
+__all__ = [
+    "FAMILIES",
+    "ClipFeatures",
+    "Extractor",
+    "FeatureStore",
+    "FeatureStoreWriter",
+    "ModelConfig",
+    "extractor_class",
+    "open_feature_store",
+    "resolve_layers",
+    "resolve_model",
+]

@@ -1,0 +1,78 @@
+"""The extractor interface every model family implements.
+
+An extractor is built cheaply from its options (no weights loaded), can say how many selectable layers it
+has, then loads its model once and serves every clip and timestep of one extraction job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass
+class ClipFeatures:
+    """Features of one clip: ``layers[L]`` is (T', h, w, C); ``frame_index[t]`` the clip frame of t."""
+
+    layers: dict[int, np.ndarray]
+    frame_index: np.ndarray
+
+
+class OptionError(ValueError):
+    """An unknown or invalid family option in the config."""
+
+
+class Extractor(ABC):
+    """Base class: subclasses set the class attributes and implement the abstract methods.
+
+    ``paradigm`` groups sources in results tables: ``baseline`` (controls such as pixels or random features),
+    ``vgm`` (video generation models), ``vlm`` (vision-language models).
+    """
+
+    family: ClassVar[str]
+    paradigm: ClassVar[str]
+    uses_timestep: ClassVar[bool] = False
+    default_options: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0) -> None:
+        unknown = sorted(set(options) - set(self.default_options))
+        if unknown:
+            raise OptionError(f"model {name!r} (family {self.family!r}): unknown option(s) {unknown}; "
+                              f"known: {sorted(self.default_options)}")
+        self.name = name
+        self.options = {**self.default_options, **options}
+        self.seed = seed
+        self.validate_options()
+
+    def validate_options(self) -> None:
+        """Raise :class:`OptionError` naming the option when a value is unusable."""
+
+    def positive_int_option(self, key: str) -> int:
+        value = self.options[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OptionError(f"model {self.name!r}: option {key}={value!r} must be a positive integer")
+        return value
+
+    @property
+    def random_init(self) -> bool:
+        """True when the weights are random (tiny demo models); such sources are labelled everywhere."""
+        return False
+
+    @abstractmethod
+    def num_layers(self) -> int:
+        """Number of selectable layers; must not load weights."""
+
+    def load(self) -> None:
+        """Load weights (once per job). Baselines have nothing to load."""
+
+    @abstractmethod
+    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None) -> ClipFeatures:
+        """Features of one clip's frames (T, H, W, 3) uint8 at the resolved ``layers``."""
+
+    def provenance(self) -> dict[str, Any]:
+        """Attributes recorded on every feature store this extractor writes."""
+        return {"options": dict(self.options), "random_init": self.random_init}

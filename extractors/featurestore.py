@@ -1,0 +1,175 @@
+"""The feature store ``results/features/{dataset}/{model}/{timestep}/shard-{k}.zarr`` (see ``design.md``).
+
+One store holds the clips of one extraction job: ``layer_{L}`` arrays of shape (clips, T', h, w, C) in
+float16, one chunk per feature frame and one Zarr shard per clip (one writer per shard), plus
+``clip_index`` (into the clip store) and ``frame_index`` (the clip frame each feature frame stands for).
+Writing goes through :class:`~clipstore.resumable.ResumableStore`: crash-safe, resumable per clip, with the
+completion marker written last; readers refuse stores without it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from clipstore.errors import StoreError
+from clipstore.resumable import PARTIAL_SUFFIX, ResumableStore
+from extractors.base import ClipFeatures
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+FEATURE_DIMS = ("clip", "frame", "y", "x", "channel")
+
+
+def layer_key(layer: int) -> str:
+    return f"layer_{layer}"
+
+
+def to_float16(values: np.ndarray, *, what: str) -> np.ndarray:
+    """Cast to float16, refusing values that would become inf or that already are not finite."""
+    values = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise StoreError(f"{what}: features contain NaN or inf; refusing to store them")
+    peak = float(np.abs(values).max(initial=0.0))
+    if peak > FLOAT16_MAX:
+        raise StoreError(f"{what}: feature magnitude {peak:.4g} exceeds the float16 range ({FLOAT16_MAX}); "
+                         f"it would be stored as inf")
+    return values.astype(np.float16)
+
+
+class FeatureStoreWriter:
+    """Writes the clips of one job, then :meth:`finish` publishes the complete store."""
+
+    def __init__(self, path: str | os.PathLike, *, clip_index: Sequence[int], layers: Sequence[int],
+                 fingerprint: dict[str, Any], compression_level: int = 1) -> None:
+        self.clip_index = [int(c) for c in clip_index]
+        self.layers = tuple(layers)
+        self.compressor = ZstdCodec(level=compression_level)
+        self.store = ResumableStore(path, {**fingerprint, "clip_index": self.clip_index,
+                                           "layers": list(self.layers)})
+
+    @property
+    def pending(self) -> list[int]:
+        """Positions (into ``clip_index``) of the clips still to write; a resumed job skips the rest."""
+        done = self.store.clips_done
+        return [i for i in range(len(self.clip_index)) if i not in done]
+
+    def _ensure_arrays(self, features: ClipFeatures) -> None:
+        group = self.store.group
+        if "frame_index" in group.array_keys():
+            return
+        for layer in self.layers:
+            frame_shape = features.layers[layer].shape[1:]
+            frames = len(features.frame_index)
+            group.create_array(
+                layer_key(layer), shape=(len(self.clip_index), frames, *frame_shape), dtype="float16",
+                chunks=(1, 1, *frame_shape), shards=(1, frames, *frame_shape), compressors=self.compressor,
+                fill_value=0.0, dimension_names=FEATURE_DIMS, attributes={"layer": layer},
+            )
+        group.create_array("clip_index", data=np.asarray(self.clip_index, dtype=np.int64),
+                           dimension_names=("clip",))
+        group.create_array("frame_index", data=np.asarray(features.frame_index, dtype=np.int64),
+                           dimension_names=("frame",))
+
+    def write_clip(self, position: int, features: ClipFeatures) -> None:
+        """Write every layer of the clip at ``position``, then mark it done."""
+        clip = self.clip_index[position]
+        missing = [layer for layer in self.layers if layer not in features.layers]
+        if missing:
+            raise StoreError(f"clip {clip}: extractor returned no features for layer(s) {missing}")
+        self._ensure_arrays(features)
+        group = self.store.group
+        expected_frames = group["frame_index"][:]
+        if not np.array_equal(expected_frames, features.frame_index):
+            raise StoreError(f"clip {clip}: frame_index {list(features.frame_index)} differs from the other "
+                             f"clips' {list(expected_frames)}")
+        for layer in self.layers:
+            target = group[layer_key(layer)]
+            values = features.layers[layer]
+            if values.shape != target.shape[1:]:
+                raise StoreError(f"clip {clip}, layer {layer}: features of shape {values.shape}, "
+                                 f"expected {target.shape[1:]}")
+            target[position] = to_float16(values, what=f"clip {clip}, layer {layer}")
+        self.store.mark_done(position)
+
+    def finish(self, attributes: dict[str, Any]) -> Path:
+        if self.pending:
+            raise StoreError(f"{self.store.path}: clips at positions {self.pending} were never written")
+        return self.store.finish({**attributes, "layers": list(self.layers)})
+
+
+def _open_shard(path: Path) -> zarr.Group:
+    if not path.exists():
+        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        hint = f" (an unfinished {partial.name} exists: rerun its extraction job)" if partial.exists() else ""
+        raise StoreError(f"feature store {path} does not exist{hint}")
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, ValueError) as err:
+        raise StoreError(f"{path} is not a Zarr v3 feature store: {err}") from err
+    if group.attrs.get("complete") is not True:
+        raise StoreError(f"feature store {path} is incomplete (no completion marker); rerun its extraction job")
+    return group
+
+
+class FeatureStore:
+    """The shards of one (dataset, model, timestep), read as one lazy store ordered by ``clip_index``."""
+
+    def __init__(self, shard_paths: Sequence[str | os.PathLike]) -> None:
+        if not shard_paths:
+            raise StoreError("no feature-store shards given")
+        self.paths = [Path(p) for p in shard_paths]
+        self.shards = [_open_shard(p) for p in self.paths]
+        self._check_consistent()
+
+    def _check_consistent(self) -> None:
+        first = self.shards[0]
+        for path, shard in zip(self.paths[1:], self.shards[1:]):
+            for key in ("model", "timestep", "layers"):
+                if shard.attrs.get(key) != first.attrs.get(key):
+                    raise StoreError(f"{path}: attribute {key}={shard.attrs.get(key)!r} differs from "
+                                     f"{self.paths[0]}'s {first.attrs.get(key)!r}")
+            if not np.array_equal(shard["frame_index"][:], first["frame_index"][:]):
+                raise StoreError(f"{path}: frame_index differs from {self.paths[0]}'s")
+
+    @cached_property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.shards[0].attrs)
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.attrs["layers"])
+
+    @cached_property
+    def frame_index(self) -> np.ndarray:
+        return self.shards[0]["frame_index"][:]
+
+    @cached_property
+    def clip_index(self) -> np.ndarray:
+        return np.concatenate([shard["clip_index"][:] for shard in self.shards])
+
+    def rows_of(self, clips: Sequence[int]) -> np.ndarray:
+        """Rows of :meth:`layer` holding the given clip-store clips; a clip not extracted is an error."""
+        row_of = {int(c): row for row, c in enumerate(self.clip_index)}
+        absent = [int(c) for c in clips if int(c) not in row_of]
+        if absent:
+            raise StoreError(f"feature store {self.paths[0].parent}: clips {absent[:10]} were not extracted")
+        return np.asarray([row_of[int(c)] for c in clips], dtype=np.int64)
+
+    def layer(self, layer: int) -> da.Array:
+        """Lazy (clips, T', h, w, C) float16 array over all shards, chunked one feature frame per chunk."""
+        if layer not in self.layers:
+            raise StoreError(f"feature store {self.paths[0].parent}: no layer {layer}; it has {self.layers}")
+        return da.concatenate([da.from_zarr(shard[layer_key(layer)]) for shard in self.shards], axis=0)
+
+
+def open_feature_store(shard_paths: Sequence[str | os.PathLike]) -> FeatureStore:
+    """Open the complete shards of one (dataset, model, timestep); refuse incomplete ones."""
+    return FeatureStore(shard_paths)

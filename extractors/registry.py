@@ -1,0 +1,98 @@
+"""The one place that knows every model family, and how a config entry becomes a resolved model.
+
+Families are imported by name only when used, so planning a workflow never imports torch. A family module
+must keep heavy imports inside its ``load`` so that building an extractor (to count layers) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from extractors.base import Extractor
+from extractors.layers import resolve_layers
+
+FAMILIES: dict[str, str] = {
+    "pixels": "extractors.baselines:PixelsExtractor",
+    "random-patch": "extractors.baselines:RandomPatchExtractor",
+}
+
+
+class ModelConfigError(ValueError):
+    """A model entry of the config that cannot be resolved."""
+
+
+def extractor_class(family: str, *, model: str = "model") -> type[Extractor]:
+    """The extractor class of ``family``; an unknown family is an error listing the known ones."""
+    if family not in FAMILIES:
+        raise ModelConfigError(f"model {model!r}: unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    module_name, class_name = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def timestep_token(timestep: int | None) -> str:
+    """Path token of a timestep: ``t{value}`` for generative models, ``none`` otherwise."""
+    return "none" if timestep is None else f"t{timestep}"
+
+
+def parse_timestep_token(token: str) -> int | None:
+    if token == "none":
+        return None
+    if token.startswith("t") and token[1:].isdigit():
+        return int(token[1:])
+    raise ValueError(f"bad timestep token {token!r}; expected 'none' or 't<integer>'")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A config entry resolved against its family: concrete layers and timesteps."""
+
+    name: str
+    family: str
+    paradigm: str
+    layers: tuple[int, ...]
+    timesteps: tuple[int | None, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    def build(self, seed: int) -> Extractor:
+        return extractor_class(self.family, model=self.name)(self.name, self.options, seed=seed)
+
+    @property
+    def timestep_tokens(self) -> list[str]:
+        return [timestep_token(t) for t in self.timesteps]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "paradigm": self.paradigm, "layers": list(self.layers),
+                "timesteps": list(self.timesteps), "options": dict(self.options), "checkpoint": self.checkpoint}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelConfig:
+        return cls(**{**data, "layers": tuple(data["layers"]), "timesteps": tuple(data["timesteps"])})
+
+
+def _resolve_timesteps(name: str, entry: Mapping[str, Any], uses_timestep: bool) -> tuple[int | None, ...]:
+    timesteps = entry.get("timesteps")
+    if not uses_timestep:
+        if timesteps is not None:
+            raise ModelConfigError(f"model {name!r}: family {entry['family']!r} takes no noise; "
+                                   f"remove 'timesteps'")
+        return (None,)
+    if not timesteps:
+        raise ModelConfigError(f"model {name!r}: family {entry['family']!r} needs 'timesteps' (0 = clean)")
+    return tuple(sorted(set(timesteps)))
+
+
+def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> ModelConfig:
+    """Resolve one ``models:`` entry: family known, options valid, layers in range, timesteps sensible."""
+    if "@" in name or "/" in name:
+        raise ModelConfigError(f"model name {name!r} may not contain '@' or '/'")
+    family = entry.get("family")
+    cls = extractor_class(family, model=name)
+    extractor = cls(name, entry.get("options", {}), seed=seed)
+    layers = resolve_layers(entry.get("layers", "all"), extractor.num_layers(), model=name)
+    timesteps = _resolve_timesteps(name, entry, cls.uses_timestep)
+    return ModelConfig(name, family, cls.paradigm, layers, timesteps, dict(entry.get("options", {})),
+                       entry.get("checkpoint"))

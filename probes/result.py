@@ -1,0 +1,16 @@
+"""What every probe run returns: scores for the table, facts about the run, and files to keep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ProbeResult:
+    metrics: dict[str, float]  # the numbers the results table shows, one column each
+    info: dict[str, Any] = field(default_factory=dict)  # sample counts, chosen hyper-parameters, ...
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # saved for inspection
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # the fitted probe
