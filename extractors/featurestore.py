@@ -88,8 +88,8 @@ class FeatureStoreWriter:
         group = self.store.group
         expected_frames = group["frame_index"][:]
         if not np.array_equal(expected_frames, features.frame_index):
-            raise StoreError(f"clip {clip}: frame_index {list(features.frame_index)} differs from the other "
-                             f"clips' {list(expected_frames)}")
+            raise StoreError(f"clip {clip}: frame_index {np.asarray(features.frame_index).tolist()} differs from the other "
+                             f"clips' {expected_frames.tolist()}")
         for layer in self.layers:
             target = group[layer_key(layer)]
             values = features.layers[layer]

@@ -64,7 +64,7 @@ def paradigm_averages(rows: Sequence[dict[str, Any]], columns: Sequence[str]) ->
     averages = []
     for dataset, paradigm in sorted({(r["dataset"], r["paradigm"]) for r in rows}):
         members = [r for r in rows if r["dataset"] == dataset and r["paradigm"] == paradigm]
-        average = {"dataset": dataset, "source": f"{paradigm} average ({len(members)})"}
+        average = {"dataset": dataset, "source": f"{paradigm} average ({len(members)})", "paradigm": paradigm}
         for column in columns:
             values = [r[column] for r in members if isinstance(r.get(column), float) and not math.isnan(r[column])]
             average[column] = sum(values) / len(values) if values else None
@@ -107,8 +107,9 @@ def write_latex(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: st
     Path(path).write_text("\n".join(lines))
 
 
-def plot_summary(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike) -> None:
-    """One horizontal bar chart per metric column, bars coloured by paradigm."""
+def plot_summary(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike,
+                 per_row: int = 4) -> None:
+    """One horizontal bar chart per metric column (``per_row`` to a row), bars coloured by paradigm."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,14 +117,21 @@ def plot_summary(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: s
 
     colours = {"baseline": "#999999", "vgm": "#d95f02", "vlm": "#1b9e77", "fusion": "#7570b3"}
     labels = [f"{r['dataset']}: {_source_label(r)}" for r in rows]
-    fig, axes = plt.subplots(1, max(1, len(columns)), figsize=(3.2 * max(1, len(columns)), 0.35 * len(rows) + 1.5),
+    ncols = max(1, min(per_row, len(columns)))
+    nrows = max(1, math.ceil(len(columns) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 2.5, (0.3 * len(rows) + 1.0) * nrows),
                              sharey=True, squeeze=False)
-    for axis, column in zip(axes[0], columns):
+    for axis, column in zip(axes.flat, columns):
         values = [r.get(column) if isinstance(r.get(column), float) else math.nan for r in rows]
         axis.barh(range(len(rows)), values, color=[colours.get(r.get("paradigm"), "#333333") for r in rows])
         axis.set_title(_header(column), fontsize=8)
         axis.tick_params(labelsize=7)
-    axes[0][0].set_yticks(range(len(rows)), labels)
+        if all(0 <= v <= 1 for v in values if not math.isnan(v)):
+            axis.set_xlim(0, 1)
+    for axis in list(axes.flat)[len(columns):]:
+        axis.axis("off")
+    for axis in axes[:, 0]:
+        axis.set_yticks(range(len(rows)), labels)
     axes[0][0].invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
+
 from clipstore import CLIP_ARRAYS, StoreError, open_clip_store
 from extractors.job import num_shards
 from extractors.registry import ModelConfig, parse_timestep_token, resolve_model
@@ -26,6 +29,30 @@ SYNTHETIC_KEYS = ("clips", "frames", "height", "width", "val_fraction", "min_obj
 
 class PlanError(ValueError):
     """The config describes a workflow that cannot run."""
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that also fills in the schema's ``default`` values, as Snakemake's validate does."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(key, subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Check ``config`` against the schema (filling defaults); raise one line naming the bad key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "top level"
+        raise PlanError(f"{where}: {error.message}")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Clip-level linear tagging probe: which classes appear in a clip.
 
 Features are averaged over every feature frame and grid cell of the clip; one logistic regression per
-class (on standardised features) gives the probability that the class appears. A class is positive in a
-clip when its pixel count summed over the clip's frames reaches ``min_pixels`` and it is present in at
-least ``min_frames`` frames (the thresholds of science.md, as parameters).
+class (on standardised features) gives the probability that the class appears. Labels are those of the
+views the features stand for (the source's ``frame_index`` frames), as in the paper: a class is positive
+when its pixel count summed over those frames reaches ``min_pixels`` and it is present in at least
+``min_frames`` of them (the thresholds of science.md, as parameters).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def run(source: FeatureSource, clips_store: ClipStore, train: np.ndarray, val: n
         settings: dict[str, Any], seed: int, *, min_pixels: int, min_frames: int) -> ProbeResult:
     """Fit one classifier per class on ``train`` clips, score ``val`` clips with tagging_metrics."""
     counts = clips_store.zarr_array("tag_counts")
-    y_train = tag_labels(counts.get_orthogonal_selection((train,)), min_pixels, min_frames)
-    y_val = tag_labels(counts.get_orthogonal_selection((val,)), min_pixels, min_frames)
+    views = source.frame_index
+    y_train = tag_labels(counts.get_orthogonal_selection((train, views)), min_pixels, min_frames)
+    y_val = tag_labels(counts.get_orthogonal_selection((val, views)), min_pixels, min_frames)
     x_train, x_val = source.pooled(train), source.pooled(val)
     scores = np.empty(y_val.shape, dtype=np.float64)
     coef = np.zeros((y_train.shape[1], source.channels))

@@ -4,18 +4,16 @@ import re
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # Jobs import the packages from this checkout, also inside --sdm conda envs and on Slurm nodes.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, workflow.basedir)
 
 from clipstore import StoreError
-from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan
-
-validate(config, "../schemas/config.schema.yaml")
+from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan, validate_config
 
 try:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
     PLAN = WorkflowPlan(config)
 except (ValueError, StoreError) as err:
     raise WorkflowError(f"config error: {err}") from None

@@ -1,0 +1,149 @@
+"""The Snakemake DAG end to end on a small config; new probes reuse caches; bad configs fail early."""
+
+from __future__ import annotations
+
+import csv
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clipstore import write_clip_store
+from clipstore.synthetic import SyntheticSpec, render_clip
+from tests.conftest import REPO
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+SMALL_CONFIG = {
+    "seed": 0,
+    "datasets": {"tiny": {"kind": "synthetic", "clips": 16, "frames": 5, "height": 32, "width": 32,
+                          "val_fraction": 0.25}},
+    "models": {
+        "pixels": {"family": "pixels", "layers": "all", "options": {"patch_size": 8}},
+        "random-patch": {"family": "random-patch", "layers": [0, -1],
+                         "options": {"patch_size": 8, "channels": 16, "depth": 2}},
+    },
+    "extraction": {"clips_per_shard": 8},
+    "tasks": {"depth": {"probes": {"linear": {}}}},
+}
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    command = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(config_path), "--cores", "2", *args]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=900)
+
+
+def scheduled_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table ({} when nothing is to be done)."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    workdir = tmp_path_factory.mktemp("demo")
+    return workdir, snakemake(workdir, SMALL_CONFIG)
+
+
+@pytest.mark.e2e
+def test_dag_runs_end_to_end_and_says_where_the_table_is(demo_run) -> None:
+    workdir, result = demo_run
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert f"Results table: {workdir / 'results/tables/summary.md'}" in output
+    rows = list(csv.DictReader((workdir / "results/tables/summary.csv").open()))
+    assert [r["source"] for r in rows] == ["pixels@none@L0", "random-patch@none@L0", "random-patch@none@L1"]
+    for row in rows:
+        assert 0 < float(row["depth/linear/AbsRel"]) < 2 and 0 <= float(row["depth/linear/delta1"]) <= 1
+        assert row["paradigm"] == "baseline" and row["family"] in ("pixels", "random-patch")
+    for path in ("results/data/tiny.zarr", "results/features/tiny/pixels/none/shard-1.zarr",
+                 "results/tables/summary.md", "results/tables/summary.tex", "results/plots/summary.png",
+                 "results/logs/extract/tiny/pixels/none/shard-0.log",
+                 "results/benchmarks/probe/tiny/depth/pixels@none@L0/linear.tsv"):
+        assert (workdir / path).exists(), path
+    assert not list((workdir / "results").rglob("*.partial")), "no half-written output may remain"
+
+
+@pytest.mark.e2e
+def test_new_probes_and_tasks_reuse_cached_features(demo_run) -> None:
+    workdir, result = demo_run
+    assert result.returncode == 0
+    assert scheduled_jobs(snakemake(workdir, SMALL_CONFIG, "-n")) == {}
+
+    new_task = copy.deepcopy(SMALL_CONFIG)
+    new_task["tasks"]["tagging"] = {"options": {"min_pixels": 20}, "probes": {"linear": {"C": 0.5}}}
+    jobs = scheduled_jobs(snakemake(workdir, new_task, "-n"))
+    assert jobs["probe"] == 3 and "dataset" not in jobs and "extract" not in jobs, jobs
+
+    new_settings = copy.deepcopy(SMALL_CONFIG)
+    new_settings["tasks"]["depth"]["probes"]["linear"] = {"alphas": [1.0, 10.0]}
+    jobs = scheduled_jobs(snakemake(workdir, new_settings, "-n"))
+    assert jobs["probe"] == 3 and "dataset" not in jobs and "extract" not in jobs, jobs
+
+    new_layer = copy.deepcopy(SMALL_CONFIG)
+    new_layer["models"]["pixels"]["options"] = {"patch_size": 4}  # a model change does re-extract that model
+    jobs = scheduled_jobs(snakemake(workdir, new_layer, "-n"))
+    assert jobs["extract"] == 2 and "dataset" not in jobs, jobs
+
+
+def _store_without_depth(path: Path) -> Path:
+    spec = SyntheticSpec(clips=4, frames=2, height=16, width=16)
+    return write_clip_store(path, lambda i: render_clip(spec, i), clip_ids=list("abcd"),
+                            splits=["train", "train", "val", "val"], class_names=[str(i) for i in range(6)],
+                            frames=2, height=16, width=16, attributes={}, arrays=["frames", "tag_counts"],
+                            progress=False)
+
+
+def _mutate(path: tuple, value) -> dict:
+    config = copy.deepcopy(SMALL_CONFIG)
+    *parents, key = path
+    target = config
+    for parent in parents:
+        target = target[parent]
+    target[key] = value
+    return config
+
+
+BAD_CONFIGS = {
+    "unknown key": (_mutate(("bogus",), 1), "top level: Additional properties are not allowed ('bogus'"),
+    "bad value": (_mutate(("datasets", "tiny", "clips"), 0), "datasets.tiny.clips: 0 is less than the minimum"),
+    "unknown family": (_mutate(("models", "pixels", "family"), "wan9"),
+                       "model 'pixels': unknown model family 'wan9'"),
+    "layer out of range": (_mutate(("models", "random-patch", "layers"), [2]),
+                           "random-patch: layer 2 is out of range; valid layers are 0..1"),
+    "missing dataset root": (_mutate(("datasets", "tiny"), {"kind": "clipstore", "root": "/no/such/store.zarr"}),
+                             "dataset 'tiny': root '/no/such/store.zarr' does not exist"),
+    "unknown probe setting": (_mutate(("tasks", "depth", "probes", "linear"), {"alpha": 3}),
+                              "task 'depth', probe 'linear': unknown setting(s) ['alpha']"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_fails_before_any_job_with_one_clear_message(case: str, tmp_path: Path) -> None:
+    config, message = BAD_CONFIGS[case]
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_dataset_lacking_an_array_a_task_needs(tmp_path: Path) -> None:
+    root = _store_without_depth(tmp_path / "nodepth.zarr")
+    config = _mutate(("datasets", "tiny"), {"kind": "clipstore", "root": str(root)})
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert "task 'depth' needs array(s) ['depth', 'confidence'] that dataset 'tiny'" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
