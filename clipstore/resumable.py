@@ -66,3 +66,24 @@ class ResumableStore:
         del self.group.attrs["clips_done"]
         os.replace(self.partial, self.path)
         return self.path
+
+
+def open_complete(path: str | os.PathLike, *, what: str, rerun: str) -> zarr.Group:
+    """Open a finished store read-only, or raise a StoreError saying what is wrong and what to rerun.
+
+    ``what`` names the store kind in messages ("clip store"); ``rerun`` the job that makes it.
+    """
+    from clipstore.errors import StoreError
+
+    path = Path(path)
+    if not path.exists():
+        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        hint = f" (an unfinished {partial.name} exists: rerun its {rerun})" if partial.exists() else ""
+        raise StoreError(f"{what} {path} does not exist{hint}")
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, ValueError) as err:
+        raise StoreError(f"{path} is not a Zarr v3 {what}: {err}") from err
+    if group.attrs.get("complete") is not True:
+        raise StoreError(f"{what} {path} is incomplete (no completion marker); rerun its {rerun}")
+    return group

@@ -20,7 +20,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from clipstore.errors import StoreError
-from clipstore.resumable import PARTIAL_SUFFIX, ResumableStore
+from clipstore.resumable import ResumableStore, open_complete
 
 
 @dataclass(frozen=True)
@@ -129,16 +129,7 @@ class ClipStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
-            hint = f" (an unfinished {partial.name} exists: rerun the dataset job)" if partial.exists() else ""
-            raise StoreError(f"clip store {self.path} does not exist{hint}")
-        try:
-            self.group = zarr.open_group(self.path, mode="r")
-        except (FileNotFoundError, ValueError) as err:
-            raise StoreError(f"{self.path} is not a Zarr v3 clip store: {err}") from err
-        if self.group.attrs.get("complete") is not True:
-            raise StoreError(f"clip store {self.path} is incomplete (no completion marker); rerun its dataset job")
+        self.group = open_complete(self.path, what="clip store", rerun="dataset job")
 
     @cached_property
     def attrs(self) -> dict[str, Any]:

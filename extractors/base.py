@@ -75,4 +75,5 @@ class Extractor(ABC):
 
     def provenance(self) -> dict[str, Any]:
         """Attributes recorded on every feature store this extractor writes."""
-        return {"options": dict(self.options), "random_init": self.random_init}
+        return {"options": dict(self.options), "random_init": self.random_init, "compute_dtype": "float32",
+                "noise": None}

@@ -17,11 +17,10 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import zarr
 from zarr.codecs import ZstdCodec
 
 from clipstore.errors import StoreError
-from clipstore.resumable import PARTIAL_SUFFIX, ResumableStore
+from clipstore.resumable import ResumableStore, open_complete
 from extractors.base import ClipFeatures
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -88,8 +87,9 @@ class FeatureStoreWriter:
         group = self.store.group
         expected_frames = group["frame_index"][:]
         if not np.array_equal(expected_frames, features.frame_index):
-            raise StoreError(f"clip {clip}: frame_index {np.asarray(features.frame_index).tolist()} differs from the other "
-                             f"clips' {expected_frames.tolist()}")
+            given = np.asarray(features.frame_index).tolist()
+            raise StoreError(f"clip {clip}: frame_index {given} differs from the other clips' "
+                             f"{expected_frames.tolist()}")
         for layer in self.layers:
             target = group[layer_key(layer)]
             values = features.layers[layer]
@@ -105,20 +105,6 @@ class FeatureStoreWriter:
         return self.store.finish({**attributes, "layers": list(self.layers)})
 
 
-def _open_shard(path: Path) -> zarr.Group:
-    if not path.exists():
-        partial = path.with_name(path.name + PARTIAL_SUFFIX)
-        hint = f" (an unfinished {partial.name} exists: rerun its extraction job)" if partial.exists() else ""
-        raise StoreError(f"feature store {path} does not exist{hint}")
-    try:
-        group = zarr.open_group(path, mode="r")
-    except (FileNotFoundError, ValueError) as err:
-        raise StoreError(f"{path} is not a Zarr v3 feature store: {err}") from err
-    if group.attrs.get("complete") is not True:
-        raise StoreError(f"feature store {path} is incomplete (no completion marker); rerun its extraction job")
-    return group
-
-
 class FeatureStore:
     """The shards of one (dataset, model, timestep), read as one lazy store ordered by ``clip_index``."""
 
@@ -126,12 +112,12 @@ class FeatureStore:
         if not shard_paths:
             raise StoreError("no feature-store shards given")
         self.paths = [Path(p) for p in shard_paths]
-        self.shards = [_open_shard(p) for p in self.paths]
+        self.shards = [open_complete(p, what="feature store", rerun="extraction job") for p in self.paths]
         self._check_consistent()
 
     def _check_consistent(self) -> None:
         first = self.shards[0]
-        for path, shard in zip(self.paths[1:], self.shards[1:]):
+        for path, shard in zip(self.paths[1:], self.shards[1:], strict=True):
             for key in ("model", "timestep", "layers"):
                 if shard.attrs.get(key) != first.attrs.get(key):
                     raise StoreError(f"{path}: attribute {key}={shard.attrs.get(key)!r} differs from "

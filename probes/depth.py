@@ -83,7 +83,7 @@ def run(source: FeatureSource, clips_store: ClipStore, train: np.ndarray, val: n
     scores = []
     for pred_cells, gt, conf in zip(np.exp(log_pred).reshape(-1, *grid_shape[2:]),
                                     val_data.depth.reshape(-1, *full_size),
-                                    val_data.confidence.reshape(-1, *full_size)):
+                                    val_data.confidence.reshape(-1, *full_size), strict=True):
         pred = resample(pred_cells[None], full_size, axes=(1, 2), method="bilinear")[0]
         scores.append(depth_metrics(pred, gt, reliability_mask(gt, conf)))
     metrics = {key: float(np.mean([s[key] for s in scores])) for key in ("AbsRel", "delta1")}
