@@ -52,8 +52,8 @@ class DepthData:
 
 def load_split(source: FeatureSource, clips_store: ClipStore, clips: np.ndarray) -> DepthData:
     frames = source.frame_index
-    depth = clips_store.zarr_array("depth").get_orthogonal_selection((clips, frames))
-    confidence = clips_store.zarr_array("confidence").get_orthogonal_selection((clips, frames))
+    depth = clips_store.select("depth", clips, frames)
+    confidence = clips_store.select("confidence", clips, frames)
     return DepthData(source.clips(clips), depth, confidence)
 
 

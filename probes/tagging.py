@@ -42,10 +42,9 @@ def _fit_class(x: np.ndarray, y: np.ndarray, settings: dict[str, Any]) -> Any:
 def run(source: FeatureSource, clips_store: ClipStore, train: np.ndarray, val: np.ndarray,
         settings: dict[str, Any], seed: int, *, min_pixels: int, min_frames: int) -> ProbeResult:
     """Fit one classifier per class on ``train`` clips, score ``val`` clips with tagging_metrics."""
-    counts = clips_store.zarr_array("tag_counts")
     views = source.frame_index
-    y_train = tag_labels(counts.get_orthogonal_selection((train, views)), min_pixels, min_frames)
-    y_val = tag_labels(counts.get_orthogonal_selection((val, views)), min_pixels, min_frames)
+    y_train = tag_labels(clips_store.select("tag_counts", train, views), min_pixels, min_frames)
+    y_val = tag_labels(clips_store.select("tag_counts", val, views), min_pixels, min_frames)
     x_train, x_val = source.pooled(train), source.pooled(val)
     scores = np.empty(y_val.shape, dtype=np.float64)
     coef = np.zeros((y_train.shape[1], source.channels))

@@ -117,3 +117,12 @@ def test_wrong_clip_shape_names_clip_and_array(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"clip '0': array 'depth' has shape \(2, 8, 16\)"):
         _write(tmp_path / "bad.zarr", spec, bad)
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_select_reads_the_requested_clips_and_frames(small_store: Path) -> None:
+    store = open_clip_store(small_store)
+    full = store.zarr_array("depth")[:]
+    np.testing.assert_array_equal(store.select("depth", [5, 1], [4, 0]), full[[5, 1]][:, [4, 0]])
+    counts = store.select("tag_counts", [2])
+    assert counts.shape == (1, SMALL_SPEC.frames, len(store.class_names))
+    np.testing.assert_array_equal(counts[0], store.zarr_array("tag_counts")[2])

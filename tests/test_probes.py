@@ -69,7 +69,7 @@ def _splits(store_path: Path):
 
 def _grid_ceiling(store_path: Path, val: np.ndarray) -> float:
     """AbsRel of the ground truth itself, area-pooled to the grid and upsampled: the best a grid can do."""
-    gt = open_clip_store(store_path).zarr_array("depth").get_orthogonal_selection((val, FRAMES))
+    gt = open_clip_store(store_path).select("depth", val, FRAMES)
     gt = gt.reshape(-1, *gt.shape[2:])
     pooled = np.exp(depth.log_depth_targets(gt, GRID)[0])
     up = resample(pooled, gt.shape[1:], axes=(1, 2), method="bilinear")
@@ -96,7 +96,7 @@ def test_tagging_oracle_is_near_perfect_and_noise_near_chance(probe_store: Path,
     assert noise["mAP"] < oracle["mAP"] - 0.15, (noise, oracle)
     # the oracle's class-fraction channels, used directly as scores, rank the labels perfectly: features
     # and labels refer to the same views of the same clips
-    counts = store.zarr_array("tag_counts").get_orthogonal_selection((val, FRAMES))
+    counts = store.select("tag_counts", val, FRAMES)
     fractions = sources["oracle"].pooled(val)[:, 1:]
     labels = tagging.tag_labels(counts, **options)
     assert tagging_metrics(labels, fractions / fractions.max())["mAP"] == 1.0
