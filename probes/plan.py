@@ -7,6 +7,7 @@ any job runs, with one message naming the culprit.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ def _with_defaults(validator_class: type) -> type:
         if isinstance(instance, dict):
             for key, subschema in properties.items():
                 if "default" in subschema:
-                    instance.setdefault(key, subschema["default"])
+                    instance.setdefault(key, copy.deepcopy(subschema["default"]))
         yield from check_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": properties})
