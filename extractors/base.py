@@ -36,9 +36,13 @@ class Extractor(ABC):
     family: ClassVar[str]
     paradigm: ClassVar[str]
     uses_timestep: ClassVar[bool] = False
+    takes_checkpoint: ClassVar[bool] = False
     default_options: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0) -> None:
+    def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0,
+                 checkpoint: str | None = None) -> None:
+        if checkpoint is not None and not self.takes_checkpoint:
+            raise OptionError(f"model {name!r} (family {self.family!r}) has no weights; remove 'checkpoint'")
         unknown = sorted(set(options) - set(self.default_options))
         if unknown:
             raise OptionError(f"model {name!r} (family {self.family!r}): unknown option(s) {unknown}; "
@@ -70,8 +74,19 @@ class Extractor(ABC):
         """Load weights (once per job). Baselines have nothing to load."""
 
     @abstractmethod
-    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None) -> ClipFeatures:
-        """Features of one clip's frames (T, H, W, 3) uint8 at the resolved ``layers``."""
+    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
+                clip: int = 0) -> ClipFeatures:
+        """Features of one clip's frames (T, H, W, 3) uint8 at the resolved ``layers``.
+
+        ``clip`` (the clip's index in its clip store) seeds anything random per clip, e.g. noise.
+        """
+
+    def check_timestep(self, timestep: int) -> None:
+        """Raise :class:`OptionError` when the model cannot represent ``timestep``."""
+
+    def noise_attributes(self, timestep: int | None) -> dict[str, Any]:
+        """What ``timestep`` means for this model (sigma or alpha_bar); empty for models without noise."""
+        return {}
 
     def provenance(self) -> dict[str, Any]:
         """Attributes recorded on every feature store this extractor writes."""

@@ -37,7 +37,8 @@ class PixelsExtractor(Extractor):
     def num_layers(self) -> int:
         return 1
 
-    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None) -> ClipFeatures:
+    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
+                clip: int = 0) -> ClipFeatures:
         grid = _grid_size(frames, self.options["patch_size"])
         cells = resample(_to_unit_range(frames), grid, axes=(1, 2), method="area")
         return ClipFeatures({0: cells}, np.arange(len(frames)))
@@ -73,7 +74,8 @@ class RandomPatchExtractor(Extractor):
         blocks = pixels.reshape(t, rows, patch, cols, patch, 3).transpose(0, 1, 3, 2, 4, 5)
         return blocks.reshape(t, rows, cols, 3 * patch * patch)
 
-    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None) -> ClipFeatures:
+    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
+                clip: int = 0) -> ClipFeatures:
         hidden = self.patches(frames) @ self._weights[0]
         captured = {0: hidden} if 0 in layers else {}
         for index in range(1, max(layers) + 1):  # stop after the deepest requested layer

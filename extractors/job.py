@@ -61,8 +61,10 @@ def run_extraction(*, clip_store: str | os.PathLike, output: str | os.PathLike, 
     frames = clips_store.zarr_array("frames")
     for position in tqdm(writer.pending, desc=f"{model.name} {dataset} shard {shard}", unit="clip",
                          disable=not progress):
-        writer.write_clip(position, extractor.extract(frames[clips[position]], model.layers, timestep))
-    return writer.finish(_attributes(clips_store, dataset, model, timestep, seed, extractor.provenance()))
+        clip = clips[position]
+        writer.write_clip(position, extractor.extract(frames[clip], model.layers, timestep, clip=clip))
+    provenance = {**extractor.provenance(), **extractor.noise_attributes(timestep)}
+    return writer.finish(_attributes(clips_store, dataset, model, timestep, seed, provenance))
 
 
 def _attributes(clips_store: Any, dataset: str, model: ModelConfig, timestep: int | None, seed: int,

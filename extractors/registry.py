@@ -17,6 +17,7 @@ from extractors.layers import resolve_layers
 FAMILIES: dict[str, str] = {
     "pixels": "extractors.baselines:PixelsExtractor",
     "random-patch": "extractors.baselines:RandomPatchExtractor",
+    "wan-t2v": "extractors.wan:WanT2VExtractor",
 }
 
 
@@ -56,9 +57,11 @@ class ModelConfig:
     timesteps: tuple[int | None, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    random_init: bool = False
 
     def build(self, seed: int) -> Extractor:
-        return extractor_class(self.family, model=self.name)(self.name, self.options, seed=seed)
+        cls = extractor_class(self.family, model=self.name)
+        return cls(self.name, self.options, seed=seed, checkpoint=self.checkpoint)
 
     @property
     def timestep_tokens(self) -> list[str]:
@@ -66,7 +69,8 @@ class ModelConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "paradigm": self.paradigm, "layers": list(self.layers),
-                "timesteps": list(self.timesteps), "options": dict(self.options), "checkpoint": self.checkpoint}
+                "timesteps": list(self.timesteps), "options": dict(self.options), "checkpoint": self.checkpoint,
+                "random_init": self.random_init}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelConfig:
@@ -91,8 +95,11 @@ def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> Mode
         raise ModelConfigError(f"model name {name!r} may not contain '@' or '/'")
     family = entry.get("family")
     cls = extractor_class(family, model=name)
-    extractor = cls(name, entry.get("options", {}), seed=seed)
+    extractor = cls(name, entry.get("options", {}), seed=seed, checkpoint=entry.get("checkpoint"))
     layers = resolve_layers(entry.get("layers", "all"), extractor.num_layers(), model=name)
     timesteps = _resolve_timesteps(name, entry, cls.uses_timestep)
+    for timestep in timesteps:
+        if timestep is not None:
+            extractor.check_timestep(timestep)
     return ModelConfig(name, family, cls.paradigm, layers, timesteps, dict(entry.get("options", {})),
-                       entry.get("checkpoint"))
+                       entry.get("checkpoint"), extractor.random_init)

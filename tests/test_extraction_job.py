@@ -52,11 +52,11 @@ def test_killed_job_resumes_from_its_last_finished_clip(small_store: Path, tmp_p
     calls: list[int] = []
     real_extract = PixelsExtractor.extract
 
-    def dies_on_third_clip(self, frames, layers, timestep):
+    def dies_on_third_clip(self, frames, layers, timestep, clip):
         calls.append(len(calls))
         if len(calls) == 3:
             raise Killed
-        return real_extract(self, frames, layers, timestep)
+        return real_extract(self, frames, layers, timestep, clip=clip)
 
     monkeypatch.setattr(PixelsExtractor, "extract", dies_on_third_clip)
     run = dict(clip_store=small_store, output=out, dataset="small", model=model, timestep=None, shard=0,
@@ -65,7 +65,7 @@ def test_killed_job_resumes_from_its_last_finished_clip(small_store: Path, tmp_p
         run_extraction(**run)
     assert not out.exists()
     calls.clear()
-    monkeypatch.setattr(PixelsExtractor, "extract", lambda self, *a: calls.append(1) or real_extract(self, *a))
+    monkeypatch.setattr(PixelsExtractor, "extract", lambda self, *a, **k: calls.append(1) or real_extract(self, *a, **k))
     store = open_feature_store([run_extraction(**run)])
     assert len(calls) == 2, "only the two clips the killed job had not finished are extracted again"
     first_clip = open_clip_store(small_store).zarr_array("frames")[0]

@@ -1,0 +1,359 @@
+"""Video diffusion transformers (diffusers) as frozen feature sources: one denoiser pass, no sampling.
+
+The common recipe, shared by every family (family differences live in :mod:`extractors.video_families`):
+
+1. frames -> the model's frame count and resolution, scaled to [-1, 1];
+2. VAE posterior **mean**, normalised as the family's pipeline does;
+3. noise at the requested timestep with the scheduler's formula, drawn from a generator seeded by the
+   config seed and the clip index (optionally K draws, features averaged);
+4. the empty prompt, encoded once per job by the model's own text encoder, which is then released;
+5. one transformer forward per (clip, timestep, draw) that captures every requested block and stops
+   after the deepest one; tokens -> (T', h, w, C).
+
+``timestep`` always means the value fed to the denoiser (0 = clean): sigma = t / N for flow-matching
+schedulers, alpha_bar = alphas_cumprod[t] for DDPM-style ones. Heavy libraries are imported in ``load``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extractors.base import ClipFeatures, Extractor, OptionError
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot serve this family (missing component, unreadable config)."""
+
+
+class Checkpoint:
+    """A diffusers pipeline checkpoint: a local directory (or a hub id already in the local cache).
+
+    Components are loaded one at a time from the classes ``model_index.json`` names, so a job can free the
+    text encoder before loading the transformer.
+    """
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.path = Path(location)
+        index = self._read("model_index.json")
+        self.components = {name: spec for name, spec in index.items()
+                           if not name.startswith("_") and isinstance(spec, list) and spec[0] is not None}
+
+    def _resolve(self, relative: str) -> Path:
+        if self.path.exists():
+            return self.path / relative
+        from huggingface_hub import hf_hub_download  # a hub id: only what is already cached locally
+
+        try:
+            return Path(hf_hub_download(self.location, relative, local_files_only=True))
+        except Exception as err:  # noqa: BLE001 - any hub failure means "not available here"
+            raise CheckpointError(f"checkpoint {self.location!r}: no local directory and {relative} is not in "
+                                  f"the local Hugging Face cache ({type(err).__name__})") from None
+
+    def _read(self, relative: str) -> dict[str, Any]:
+        path = self._resolve(relative)
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {self.location!r} lacks {relative}")
+        return json.loads(path.read_text())
+
+    def require(self, names: tuple[str, ...]) -> None:
+        missing = [n for n in names if n not in self.components]
+        if missing:
+            raise CheckpointError(f"checkpoint {self.location!r} lacks component(s) {missing}; "
+                                  f"model_index.json lists {sorted(self.components)}")
+
+    def config(self, component: str) -> dict[str, Any]:
+        """A component's config.json, read without importing its library."""
+        self.require((component,))
+        return self._read(f"{component}/config.json")
+
+    def load(self, component: str, **kwargs: Any) -> Any:
+        """Load one component with ``from_pretrained`` through the class ``model_index.json`` names."""
+        import importlib
+
+        self.require((component,))
+        library, class_name = self.components[component]
+        cls = getattr(importlib.import_module(library), class_name)
+        if not (self.path / component).exists() and self.path.exists():
+            raise CheckpointError(f"checkpoint {self.location!r} lacks the folder {component}/")
+        return cls.from_pretrained(self.location, subfolder=component, **kwargs)
+
+
+class PlannedCheckpoint:
+    """A tiny demo checkpoint that a workflow rule has yet to build: configs come from the registry."""
+
+    def __init__(self, location: str, name: str) -> None:
+        self.location, self.name = location, name
+
+    def require(self, names: tuple[str, ...]) -> None:
+        from extractors.tiny_models import TINY_MODELS
+
+        missing = [n for n in names if n not in TINY_MODELS[self.name] and n != "tokenizer"]
+        if missing:
+            raise CheckpointError(f"tiny model {self.name!r} has no component(s) {missing}")
+
+    def config(self, component: str) -> dict[str, Any]:
+        from extractors.tiny_models import tiny_config
+
+        return tiny_config(self.name, component)
+
+    def load(self, component: str, **kwargs: Any) -> Any:
+        raise CheckpointError(f"tiny model {self.location!r} is not built yet; run the workflow's tiny_model rule")
+
+
+def open_checkpoint(location: str) -> Checkpoint | PlannedCheckpoint:
+    """The checkpoint at ``location``; a not-yet-built tiny demo model is planned, not an error."""
+    from extractors.tiny_models import TINY_MODELS
+
+    path = Path(location)
+    if not path.exists() and path.name in TINY_MODELS:
+        return PlannedCheckpoint(location, path.name)
+    if not path.exists() and ("/" not in location or location.startswith((".", "/"))):
+        raise CheckpointError(f"checkpoint {location!r} does not exist")
+    return Checkpoint(location)
+
+
+@dataclass(frozen=True)
+class NoiseLevel:
+    """How much noise a timestep means, in the scheduler's own terms."""
+
+    kind: str  # "flow" (x_t = (1 - sigma) x0 + sigma eps) or "ddpm" (sqrt(abar) x0 + sqrt(1 - abar) eps)
+    timestep: int
+    value: float  # sigma or alpha_bar
+
+    def apply(self, x0: Any, noise: Any) -> Any:
+        if self.kind == "flow":
+            return (1.0 - self.value) * x0 + self.value * noise
+        return self.value ** 0.5 * x0 + (1.0 - self.value) ** 0.5 * noise
+
+    def attributes(self) -> dict[str, float]:
+        return {"sigma": self.value} if self.kind == "flow" else {"alpha_bar": self.value}
+
+
+def schedule_kind(class_name: str, config: dict[str, Any]) -> str:
+    """``flow`` (Wan's FlowMatchEuler, or UniPC with flow sigmas) or ``ddpm`` (alphas_cumprod schedules)."""
+    return "flow" if "FlowMatch" in class_name or config.get("use_flow_sigmas", False) else "ddpm"
+
+
+def check_timestep(class_name: str, config: dict[str, Any], timestep: int) -> str:
+    """Raise a precise error when ``timestep`` is outside what the scheduler represents; return its kind."""
+    kind = schedule_kind(class_name, config)
+    steps = int(config.get("num_train_timesteps", 1000))
+    if kind == "flow" and not 0 <= timestep <= steps:
+        raise ValueError(f"timestep {timestep} is outside {class_name}'s range 0..{steps} (sigma = timestep/{steps})")
+    if kind == "ddpm" and not 0 <= timestep < steps:
+        raise ValueError(f"timestep {timestep} is outside {class_name}'s range 0..{steps - 1}")
+    return kind
+
+
+def noise_level(scheduler: Any, timestep: int) -> NoiseLevel:
+    """The noise level of ``timestep`` (the denoiser's input) under ``scheduler``, or a precise error."""
+    config = dict(scheduler.config)
+    if check_timestep(type(scheduler).__name__, config, timestep) == "flow":
+        return NoiseLevel("flow", timestep, timestep / int(config["num_train_timesteps"]))
+    return NoiseLevel("ddpm", timestep, float(scheduler.alphas_cumprod[timestep]))
+
+
+def pipeline_class(name: str) -> Any:
+    """A diffusers pipeline class by name (families use their pipeline's own prompt and image encoding)."""
+    import importlib
+
+    return getattr(importlib.import_module("diffusers"), name)
+
+
+def causal_frame_index(latent_frames: int, compression: int) -> np.ndarray:
+    """Latent 0 encodes frame 0 alone; latent k+1 starts at frame compression*k + 1 (causal video VAEs)."""
+    return np.asarray([0] + [compression * k + 1 for k in range(latent_frames - 1)], dtype=np.int64)
+
+
+class StopForward(Exception):
+    """Raised by the hook of the deepest requested block: nothing after it needs to run."""
+
+
+@contextmanager
+def capture_blocks(blocks: Any, layers: tuple[int, ...], output_of: Any):
+    """Record ``output_of(block output)`` for ``layers``; stop the forward after the deepest one.
+
+    Yields the dict the captures land in. Hooks are removed on exit, whatever happens.
+    """
+    captured: dict[int, Any] = {}
+    deepest = max(layers)
+
+    def hook(index: int):
+        def record(_module, _inputs, output):
+            captured[index] = output_of(output).detach()
+            if index == deepest:
+                raise StopForward
+        return record
+
+    handles = [blocks[i].register_forward_hook(hook(i)) for i in layers]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_until_deepest(forward: Any) -> None:
+    """Call ``forward()``; a StopForward from the deepest block's hook is the normal end."""
+    try:
+        forward()
+    except StopForward:
+        return
+    raise RuntimeError("the forward finished without reaching the deepest requested block")
+
+
+class DiffusionVideoExtractor(Extractor):
+    """The common recipe; a family subclass sets ``family_spec`` and the registry names it."""
+
+    paradigm = "vgm"
+    uses_timestep = True
+    takes_checkpoint = True
+    family_spec: ClassVar[Any]
+    default_options: ClassVar[dict[str, Any]] = {
+        "frames": 81,  # frames fed to the model (the clip's first ones); 4k+1 for these VAEs
+        "resolution": [480, 832],  # model input [height, width]
+        "noise_draws": 1,  # K noise draws per (clip, timestep), features averaged
+        "max_text_tokens": 512,
+        "random_init": False,  # True for the tiny demo models: labels their sources everywhere
+        "vae_tiling": False,  # tiled VAE encoding for large frames
+        "device": "auto",  # auto = CUDA when present (bf16), else CPU (float32)
+    }
+
+    def __init__(self, name: str, options: dict[str, Any], *, seed: int = 0, checkpoint: str | None = None) -> None:
+        if checkpoint is None:
+            raise OptionError(f"model {name!r}: family {self.family!r} needs 'checkpoint' (a local directory or "
+                              f"hub id of a diffusers pipeline)")
+        try:
+            self.checkpoint = open_checkpoint(checkpoint)
+        except CheckpointError as err:
+            raise OptionError(f"model {name!r}: {err}") from None
+        super().__init__(name, options, seed=seed, checkpoint=checkpoint)
+
+    def validate_options(self) -> None:
+        for key in ("frames", "noise_draws", "max_text_tokens"):
+            self.positive_int_option(key)
+        self.family_spec.check_frames(self.name, self.options["frames"])
+        height, width = self.options["resolution"]
+        multiple = self.family_spec.spatial_multiple
+        if height % multiple or width % multiple:
+            raise OptionError(f"model {self.name!r}: resolution {height}x{width} must be a multiple of {multiple}")
+        self.checkpoint.require(self.family_spec.components)
+
+    @property
+    def random_init(self) -> bool:
+        return bool(self.options["random_init"])
+
+    def num_layers(self) -> int:
+        return int(self.checkpoint.config("transformer")[self.family_spec.num_layers_key])
+
+    def check_timestep(self, timestep: int) -> None:
+        config = self.checkpoint.config("scheduler")
+        try:
+            check_timestep(config.get("_class_name", "scheduler"), config, timestep)
+        except ValueError as err:
+            raise OptionError(f"model {self.name!r}: {err}") from None
+
+    # --- loading ----------------------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+
+        cuda = self.options["device"] in ("auto", "cuda") and torch.cuda.is_available()
+        if self.options["device"] == "cuda" and not cuda:
+            raise OptionError(f"model {self.name!r}: device 'cuda' requested but CUDA is not available")
+        self.device = torch.device("cuda" if cuda else "cpu")
+        self.dtype = torch.bfloat16 if cuda else torch.float32
+        self.text = self._encode_empty_prompt()  # the text encoder is freed before the big models load
+        self.vae = self.checkpoint.load("vae", torch_dtype=self.dtype).to(self.device).eval()
+        if self.options["vae_tiling"]:
+            self.vae.enable_tiling()
+        self.transformer = self.checkpoint.load("transformer", torch_dtype=self.dtype).to(self.device).eval()
+        self.scheduler = self.checkpoint.load("scheduler")
+        self.conditioning = self.family_spec.load_conditioning(self)
+
+    def _encode_empty_prompt(self) -> Any:
+        import gc
+
+        import torch
+
+        tokenizer = self.checkpoint.load("tokenizer")
+        encoder = self.checkpoint.load("text_encoder", torch_dtype=self.dtype).to(self.device).eval()
+        with torch.inference_mode():
+            embeds = self.family_spec.encode_prompt(tokenizer, encoder, self.options["max_text_tokens"], self.device)
+        del encoder, tokenizer
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return embeds.to(self.dtype)
+
+    # --- extraction -------------------------------------------------------------------------------------
+    def video_tensor(self, frames: np.ndarray, clip: int) -> Any:
+        """(1, 3, F, H, W) in [-1, 1] at the model's resolution, from the clip's first ``frames`` frames."""
+        import torch
+        import torch.nn.functional as F
+
+        count = self.options["frames"]
+        if len(frames) < count:
+            raise ValueError(f"model {self.name!r}: clip {clip} has {len(frames)} frames; the model takes {count}")
+        video = torch.from_numpy(np.ascontiguousarray(frames[:count])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        video = F.interpolate(video, size=tuple(self.options["resolution"]), mode="bilinear", align_corners=False,
+                              antialias=True)
+        return video.permute(1, 0, 2, 3)[None].to(self.device, self.dtype)
+
+    def generator(self, clip: int, timestep: int) -> Any:
+        import torch
+
+        # Seeded from the config seed, the clip and the timestep: reproducible, independent per clip.
+        seed = int(np.random.SeedSequence([self.seed, clip, timestep]).generate_state(1)[0])
+        return torch.Generator(device="cpu").manual_seed(seed)
+
+    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
+                clip: int = 0) -> ClipFeatures:
+        import torch
+
+        level = noise_level(self.scheduler, int(timestep))
+        spec = self.family_spec
+        with torch.inference_mode():
+            video = self.video_tensor(frames, clip)
+            latents = spec.encode_video(self.vae, video)
+            generator = self.generator(clip, level.timestep)
+            totals: dict[int, Any] = {}
+            for _ in range(self.options["noise_draws"]):
+                noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents)
+                noisy = level.apply(latents.float(), noise.float()).to(self.dtype)
+                for layer, tokens in self._forward(noisy, level.timestep, layers, video).items():
+                    totals[layer] = totals.get(layer, 0) + tokens.float()
+        grid = spec.latent_grid(latents.shape, self.transformer.config)
+        features = {layer: (total / self.options["noise_draws"]).reshape(*grid, -1).cpu().numpy()
+                    for layer, total in totals.items()}
+        return ClipFeatures(features, spec.frame_index(grid[0]))
+
+    def _forward(self, noisy: Any, timestep: int, layers: tuple[int, ...], video: Any) -> dict[int, Any]:
+        spec = self.family_spec
+        blocks = getattr(self.transformer, spec.blocks_attr)
+        with capture_blocks(blocks, layers, spec.block_tokens) as captured:
+            run_until_deepest(lambda: spec.forward(self, noisy, timestep))
+        return {layer: tokens[0] for layer, tokens in captured.items()}
+
+    def provenance(self) -> dict[str, Any]:
+        scheduler = getattr(self, "scheduler", None)
+        return {
+            **super().provenance(),
+            "compute_dtype": str(getattr(self, "dtype", "unloaded")).replace("torch.", ""),
+            "checkpoint": self.checkpoint.location,
+            "scheduler": type(scheduler).__name__ if scheduler is not None else None,
+            "scheduler_config": dict(scheduler.config) if scheduler is not None else None,
+            "noise": {"seed": self.seed, "draws": self.options["noise_draws"],
+                      "seeding": "SeedSequence([seed, clip, timestep])"},
+            "patch_size": self.checkpoint.config("transformer").get("patch_size"),
+        }
+
+    def noise_attributes(self, timestep: int | None) -> dict[str, Any]:
+        return {"timestep_meaning": "value fed to the denoiser (0 = clean)",
+                **noise_level(self.scheduler, int(timestep)).attributes()}

@@ -1,0 +1,81 @@
+"""Tiny random-initialised diffusers pipelines for the demo and the tests (no downloads, no weights).
+
+Each entry is the config of a real pipeline of the same classes the paper's checkpoints use, shrunk to run
+in seconds on a CPU. :func:`build_tiny_model` writes one with ``save_pretrained``; extractors then load it
+through exactly the ``from_pretrained`` path real checkpoints take. Sources made from them are labelled
+random-init everywhere (``options: {random_init: true}`` in the config).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+TINY_ROOT = Path("resources/models")
+
+_WAN = {
+    "pipeline": "WanPipeline",
+    "transformer": ("WanTransformer3DModel", {
+        "patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 4,
+        "out_channels": 4, "text_dim": 16, "freq_dim": 32, "ffn_dim": 32, "num_layers": 3, "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32}),
+    "vae": ("AutoencoderKLWan", {
+        "base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 1,
+        "temperal_downsample": [False, True, True], "latents_mean": [0.0] * 4, "latents_std": [1.0] * 4}),
+    "scheduler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0, "num_train_timesteps": 1000}),
+    "text_encoder": ("UMT5EncoderModel", {
+        "vocab_size": 32, "d_model": 16, "d_kv": 4, "d_ff": 32, "num_layers": 1, "num_heads": 2,
+        "relative_attention_num_buckets": 8}),
+}
+
+TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN}
+
+
+def tiny_config(name: str, component: str) -> dict[str, Any]:
+    """A tiny model's component config, as its config.json will read (``_class_name`` included)."""
+    class_name, config = TINY_MODELS[name][component]
+    return {"_class_name": class_name, **config}
+
+
+def _tokenizer() -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{f"w{i}": i + 3 for i in range(29)}}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def _component(library: str, class_name: str, config: dict[str, Any]) -> Any:
+    import importlib
+
+    cls = getattr(importlib.import_module(library), class_name)
+    if library == "transformers":
+        config_cls = getattr(importlib.import_module("transformers"), class_name.replace("EncoderModel", "Config"))
+        return cls(config_cls(**config))
+    return cls(**config)
+
+
+def build_tiny_model(name: str, path: str | os.PathLike, seed: int = 0) -> Path:
+    """Write tiny model ``name`` (random weights from ``seed``) as a diffusers pipeline directory."""
+    import importlib
+
+    import torch
+
+    spec = TINY_MODELS[name]
+    torch.manual_seed(seed)
+    parts = {"tokenizer": _tokenizer()}
+    for component, value in spec.items():
+        if component == "pipeline":
+            continue
+        class_name, config = value
+        library = "transformers" if component == "text_encoder" else "diffusers"
+        parts[component] = _component(library, class_name, config)
+    pipeline = getattr(importlib.import_module("diffusers"), spec["pipeline"])(**parts)
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    pipeline.save_pretrained(partial)
+    partial.rename(path)
+    return path

@@ -1,0 +1,87 @@
+"""Wan2.1 (diffusers) as a feature source: the family's pieces of the recipe in :mod:`extractors.diffusion`.
+
+A family is a small class of static facts and hooks: which components it needs, where its blocks are, how
+its pipeline encodes the prompt and normalises VAE latents, how its transformer is called and lays out
+tokens, and which clip frame each latent frame starts at. Nothing branches on model names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extractors.base import OptionError
+from extractors.diffusion import DiffusionVideoExtractor, causal_frame_index, pipeline_class
+
+
+class WanT2VSpec:
+    """Wan2.1 text-to-video: UMT5 text encoder, causal 3-D VAE (x4 time, x8 space), patch (1, 2, 2)."""
+
+    pipeline: ClassVar[str] = "WanPipeline"
+    components: ClassVar[tuple[str, ...]] = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
+    blocks_attr: ClassVar[str] = "blocks"
+    num_layers_key: ClassVar[str] = "num_layers"
+    temporal_compression: ClassVar[int] = 4
+    spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
+
+    @classmethod
+    def check_frames(cls, model: str, frames: int) -> None:
+        if (frames - 1) % cls.temporal_compression:
+            raise OptionError(f"model {model!r}: frames={frames}; this VAE takes "
+                              f"{cls.temporal_compression}k+1 frames (e.g. 17, 49, 81)")
+
+    @classmethod
+    def encode_prompt(cls, tokenizer: Any, encoder: Any, max_tokens: int, device: Any) -> Any:
+        # The pipeline's own encode_prompt, on a pipeline holding only the text parts.
+        parts = dict.fromkeys(cls.components)
+        pipe = pipeline_class(cls.pipeline)(**{**parts, "tokenizer": tokenizer, "text_encoder": encoder})
+        embeds, _ = pipe.encode_prompt("", do_classifier_free_guidance=False, max_sequence_length=max_tokens,
+                                       device=device)
+        return embeds
+
+    @staticmethod
+    def encode_video(vae: Any, video: Any) -> Any:
+        """Posterior mean, normalised per channel as WanPipeline does: (z - mean) / std."""
+        import torch
+
+        z = vae.encode(video).latent_dist.mode()
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(z)
+        std = torch.tensor(vae.config.latents_std).view(shape).to(z)
+        return (z - mean) / std
+
+    @staticmethod
+    def load_conditioning(extractor: DiffusionVideoExtractor) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def transformer_inputs(extractor: DiffusionVideoExtractor, noisy: Any) -> dict[str, Any]:
+        return {"hidden_states": noisy}
+
+    @classmethod
+    def forward(cls, extractor: DiffusionVideoExtractor, noisy: Any, timestep: int) -> None:
+        import torch
+
+        extractor.transformer(**cls.transformer_inputs(extractor, noisy),
+                              timestep=torch.tensor([float(timestep)], device=noisy.device),
+                              encoder_hidden_states=extractor.text, return_dict=False)
+
+    @staticmethod
+    def block_tokens(output: Any) -> Any:
+        return output  # (B, F'h'w', D), raster order over (frame, row, column)
+
+    @staticmethod
+    def latent_grid(latent_shape: tuple[int, ...], config: Any) -> tuple[int, int, int]:
+        p_t, p_h, p_w = config.patch_size
+        _, _, frames, height, width = latent_shape
+        return frames // p_t, height // p_h, width // p_w
+
+    @classmethod
+    def frame_index(cls, latent_frames: int) -> np.ndarray:
+        return causal_frame_index(latent_frames, cls.temporal_compression)
+
+
+class WanT2VExtractor(DiffusionVideoExtractor):
+    family = "wan-t2v"
+    family_spec = WanT2VSpec
