@@ -67,11 +67,16 @@ class Checkpoint:
         if missing:
             raise CheckpointError(f"checkpoint {self.location!r} lacks component(s) {missing}; "
                                   f"model_index.json lists {sorted(self.components)}")
+        absent = [n for n in names if self.path.exists() and not (self.path / n).is_dir()]
+        if absent:
+            raise CheckpointError(f"checkpoint {self.location!r} lacks the folder(s) {[f'{n}/' for n in absent]}")
 
     def config(self, component: str) -> dict[str, Any]:
-        """A component's config.json, read without importing its library."""
+        """A component's config (``config.json``, or ``scheduler_config.json`` for schedulers), read
+        without importing its library."""
         self.require((component,))
-        return self._read(f"{component}/config.json")
+        name = "scheduler_config.json" if component == "scheduler" else "config.json"
+        return self._read(f"{component}/{name}")
 
     def load(self, component: str, **kwargs: Any) -> Any:
         """Load one component with ``from_pretrained`` through the class ``model_index.json`` names."""
@@ -80,8 +85,6 @@ class Checkpoint:
         self.require((component,))
         library, class_name = self.components[component]
         cls = getattr(importlib.import_module(library), class_name)
-        if not (self.path / component).exists() and self.path.exists():
-            raise CheckpointError(f"checkpoint {self.location!r} lacks the folder {component}/")
         return cls.from_pretrained(self.location, subfolder=component, **kwargs)
 
 

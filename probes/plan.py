@@ -122,6 +122,15 @@ class WorkflowPlan:
     def model(self, name: str) -> ModelConfig:
         return self.models[name]
 
+    def checkpoint_inputs(self, model: str) -> list[str]:
+        """The model's checkpoint as a job input when it is a local directory (or a tiny demo model that
+        the tiny_model rule builds); hub ids are not files and are left to the extractor."""
+        checkpoint = self.models[model].checkpoint
+        if checkpoint is None:
+            return []
+        path = Path(checkpoint)
+        return [checkpoint] if path.exists() or path.parent == Path("resources/models") else []
+
     def timestep(self, model: str, token: str) -> int | None:
         value = parse_timestep_token(token)
         if value not in self.models[model].timesteps:

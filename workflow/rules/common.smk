@@ -10,6 +10,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 sys.path.insert(0, workflow.basedir)
 
 from clipstore import StoreError
+from extractors.tiny_models import TINY_MODELS
 from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan, validate_config
 
 try:

@@ -2,6 +2,7 @@ rule extract:
     """Run one frozen model on one shard of clips; write every requested layer at one timestep."""
     input:
         clips=lambda wildcards: PLAN.datasets[wildcards.dataset].store,
+        checkpoint=lambda wildcards: PLAN.checkpoint_inputs(wildcards.model),
     output:
         directory(FEATURES),
     params:

@@ -1,0 +1,263 @@
+"""CogVideoX (diffusers) as a feature source: the family's pieces of the recipe in :mod:`extractors.diffusion`.
+
+Two families share one spec: ``cogvideox-t2v`` serves CogVideoX-2b (3-D sin-cos positional embeddings added
+by the patch embedding) and CogVideoX-5b (rotary embeddings the caller computes, exactly as the pipeline's
+``_prepare_rotary_positional_embeddings`` does); the transformer config decides which. ``cogvideox-i2v``
+serves CogVideoX-5b-I2V: the transformer takes the noisy clip latents concatenated on the channel axis with
+the condition latents of the clip's first frame, built as ``CogVideoXImageToVideoPipeline.prepare_latents``
+builds them (except that the posterior mean is taken instead of a sample, as everywhere in the recipe).
+
+Latents are (B, F, C, H, W) as the pipelines hold them; blocks return ``(video_tokens, text_tokens)`` and the
+video tokens are kept. CogVideoX 1.5 checkpoints (``patch_size_t`` set: tokens span two latent frames and the
+pipelines pad the latent frame count) are refused with a clear error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extractors.base import OptionError
+from extractors.diffusion import CheckpointError, DiffusionVideoExtractor, causal_frame_index, pipeline_class
+
+# --- tiny random-init models (registered in extractors.tiny_models.TINY_MODELS) -------------------------
+
+_COGVIDEOX_VAE = ("AutoencoderKLCogVideoX", {
+    "block_out_channels": [8, 8, 8, 8], "latent_channels": 4, "layers_per_block": 1, "norm_num_groups": 2,
+    "temporal_compression_ratio": 4,
+    "down_block_types": ["CogVideoXDownBlock3D"] * 4, "up_block_types": ["CogVideoXUpBlock3D"] * 4})
+# CogVideoX-2b's scheduler_config.json.
+_COGVIDEOX_SCHEDULER = ("CogVideoXDDIMScheduler", {
+    "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "clip_sample": False, "clip_sample_range": 1.0, "sample_max_value": 1.0, "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True, "set_alpha_to_one": True, "snr_shift_scale": 3.0, "steps_offset": 0,
+    "timestep_spacing": "trailing"})
+_T5 = ("T5EncoderModel", {
+    "vocab_size": 32, "d_model": 16, "d_kv": 4, "d_ff": 32, "num_layers": 1, "num_heads": 2,
+    "relative_attention_num_buckets": 8})
+_COGVIDEOX_TRANSFORMER = {
+    "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 4, "out_channels": 4, "time_embed_dim": 8,
+    "text_embed_dim": 16, "num_layers": 3, "sample_width": 8, "sample_height": 8, "sample_frames": 9,
+    "patch_size": 2, "temporal_compression_ratio": 4, "max_text_seq_length": 8}
+
+COGVIDEOX_TINY: dict[str, dict[str, Any]] = {
+    # Like CogVideoX-2b: 3-D sin-cos positional embeddings (heads x head_dim must be a multiple of 16).
+    "tiny-cogvideox-t2v": {
+        "pipeline": "CogVideoXPipeline",
+        "transformer": ("CogVideoXTransformer3DModel", {
+            **_COGVIDEOX_TRANSFORMER, "use_rotary_positional_embeddings": False}),
+        "vae": _COGVIDEOX_VAE, "scheduler": _COGVIDEOX_SCHEDULER, "text_encoder": _T5,
+    },
+    # Like CogVideoX-5b: rotary embeddings computed by the caller.
+    "tiny-cogvideox-rope": {
+        "pipeline": "CogVideoXPipeline",
+        "transformer": ("CogVideoXTransformer3DModel", {
+            **_COGVIDEOX_TRANSFORMER, "attention_head_dim": 16, "use_rotary_positional_embeddings": True}),
+        "vae": _COGVIDEOX_VAE, "scheduler": _COGVIDEOX_SCHEDULER, "text_encoder": _T5,
+    },
+    # Like CogVideoX-5b-I2V: rotary + learned positional embeddings (which fix the input to the sample size:
+    # 17 frames at 64x64 here, as 49 frames at 480x720 for the real one), 2x latent channels in.
+    "tiny-cogvideox-i2v": {
+        "pipeline": "CogVideoXImageToVideoPipeline",
+        "transformer": ("CogVideoXTransformer3DModel", {
+            **_COGVIDEOX_TRANSFORMER, "attention_head_dim": 16, "in_channels": 8, "sample_frames": 17,
+            "use_rotary_positional_embeddings": True, "use_learned_positional_embeddings": True}),
+        "vae": _COGVIDEOX_VAE, "scheduler": _COGVIDEOX_SCHEDULER, "text_encoder": _T5,
+    },
+}
+
+
+# --- family specs --------------------------------------------------------------------------------------
+
+class CogVideoXT2VSpec:
+    """CogVideoX text-to-video: T5 text encoder, causal 3-D VAE (x4 time, x8 space), patch 2 (1 in time)."""
+
+    pipeline: ClassVar[str] = "CogVideoXPipeline"
+    components: ClassVar[tuple[str, ...]] = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
+    blocks_attr: ClassVar[str] = "transformer_blocks"
+    num_layers_key: ClassVar[str] = "num_layers"
+    temporal_compression: ClassVar[int] = 4
+    spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
+    latent_channel_factor: ClassVar[int] = 1  # transformer in_channels = factor x VAE latent channels
+    other_family: ClassVar[str] = "cogvideox-i2v"  # named in the error for a checkpoint of the other kind
+
+    @classmethod
+    def check_frames(cls, model: str, frames: int) -> None:
+        if (frames - 1) % cls.temporal_compression:
+            raise OptionError(f"model {model!r}: frames={frames}; this VAE takes "
+                              f"{cls.temporal_compression}k+1 frames (e.g. 9, 17, 49)")
+
+    @classmethod
+    def check_checkpoint(cls, model: str, options: dict[str, Any], checkpoint: Any) -> None:
+        """What the configs must say for this family to run as the pipeline does (no weights loaded)."""
+        try:
+            transformer = checkpoint.config("transformer")
+            vae = checkpoint.config("vae")
+            checkpoint.config("text_encoder")  # a missing folder fails here, not after loading the encoder
+        except CheckpointError as err:
+            raise OptionError(f"model {model!r}: {err}") from None
+
+        def fail(message: str) -> None:
+            raise OptionError(f"model {model!r} (checkpoint {checkpoint.location!r}): {message}")
+
+        if transformer.get("patch_size_t") is not None:
+            fail(f"patch_size_t={transformer['patch_size_t']} (CogVideoX 1.5) is not supported: its tokens span "
+                 f"{transformer['patch_size_t']} latent frames and its pipelines pad the latent frame count")
+        latent = int(vae.get("latent_channels", 16))
+        in_channels = int(transformer.get("in_channels", 16))
+        if in_channels != cls.latent_channel_factor * latent:
+            fail(f"the transformer takes {in_channels} input channels and the VAE makes {latent}; this family "
+                 f"expects {cls.latent_channel_factor}x (is it a {cls.other_family} checkpoint?)")
+        compression = int(vae.get("temporal_compression_ratio", 4))
+        if compression != cls.temporal_compression:
+            fail(f"VAE temporal_compression_ratio={compression}; this family expects {cls.temporal_compression}")
+        multiple = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1) * int(transformer.get("patch_size", 2))
+        if multiple != cls.spatial_multiple:
+            fail(f"VAE x patch downsampling is {multiple}; this family expects {cls.spatial_multiple}")
+        rotary = bool(transformer.get("use_rotary_positional_embeddings", False))
+        learned = bool(transformer.get("use_learned_positional_embeddings", False))
+        if not rotary or learned:  # the patch embedding adds a table over (max text tokens + video tokens)
+            text = int(transformer.get("max_text_seq_length", 226))
+            if options["max_text_tokens"] != text:
+                fail(f"max_text_tokens={options['max_text_tokens']}, but this transformer's positional table "
+                     f"is laid out for max_text_seq_length={text} text tokens; set max_text_tokens: {text}")
+        if learned:  # learned positional embeddings exist for the training size only
+            size = [8 * int(transformer.get("sample_height", 60)), 8 * int(transformer.get("sample_width", 90))]
+            frames = int(transformer.get("sample_frames", 49))
+            if list(options["resolution"]) != size or options["frames"] != frames:
+                fail(f"learned positional embeddings fix the input to {frames} frames at {size[0]}x{size[1]}; "
+                     f"got frames={options['frames']}, resolution={list(options['resolution'])}")
+
+    @classmethod
+    def encode_prompt(cls, tokenizer: Any, encoder: Any, max_tokens: int, device: Any) -> Any:
+        # The pipeline's own encode_prompt, on a pipeline holding only the text parts.
+        parts = dict.fromkeys(cls.components)
+        pipe = pipeline_class(cls.pipeline)(**{**parts, "tokenizer": tokenizer, "text_encoder": encoder})
+        embeds, _ = pipe.encode_prompt("", do_classifier_free_guidance=False, max_sequence_length=max_tokens,
+                                       device=device)
+        return embeds
+
+    @staticmethod
+    def encode_video(vae: Any, video: Any) -> Any:
+        """Posterior mean times ``scaling_factor``, permuted to (B, F, C, H, W) as the pipelines hold latents."""
+        z = vae.encode(video).latent_dist.mode()
+        return (z * vae.config.scaling_factor).permute(0, 2, 1, 3, 4)
+
+    @classmethod
+    def load_conditioning(cls, extractor: DiffusionVideoExtractor) -> dict[str, Any]:
+        """A light pipeline (VAE + transformer, no text parts) for its rotary method; rotary cache per shape."""
+        pipe = None
+        if extractor.transformer.config.use_rotary_positional_embeddings:
+            parts = dict.fromkeys(cls.components)
+            pipe = pipeline_class(cls.pipeline)(**{**parts, "vae": extractor.vae,
+                                                   "transformer": extractor.transformer})
+        return {"pipeline": pipe, "rotary": {}}
+
+    @staticmethod
+    def rotary_embeddings(extractor: DiffusionVideoExtractor, latent_shape: tuple[int, ...]) -> Any:
+        """(cos, sin) for this latent shape, from the pipeline's ``_prepare_rotary_positional_embeddings``."""
+        _, frames, _, height, width = latent_shape
+        cache = extractor.conditioning["rotary"]
+        if (frames, height, width) not in cache:
+            pipe = extractor.conditioning["pipeline"]
+            scale = pipe.vae_scale_factor_spatial  # the method takes pixel sizes
+            cache[frames, height, width] = pipe._prepare_rotary_positional_embeddings(
+                height * scale, width * scale, frames, extractor.device)
+        return cache[frames, height, width]
+
+    @staticmethod
+    def transformer_inputs(extractor: DiffusionVideoExtractor, noisy: Any) -> dict[str, Any]:
+        return {"hidden_states": noisy}
+
+    @classmethod
+    def forward(cls, extractor: DiffusionVideoExtractor, noisy: Any, timestep: int) -> Any:
+        """The pipeline's transformer call for one step; returns the transformer's output tuple."""
+        import torch
+
+        config = extractor.transformer.config
+        inputs = cls.transformer_inputs(extractor, noisy)
+        if config.use_rotary_positional_embeddings:
+            inputs["image_rotary_emb"] = cls.rotary_embeddings(extractor, noisy.shape)
+        if config.ofs_embed_dim is not None:  # as CogVideoXImageToVideoPipeline passes it
+            inputs["ofs"] = noisy.new_full((1,), fill_value=2.0)
+        return extractor.transformer(**inputs, encoder_hidden_states=extractor.text,
+                                     timestep=torch.tensor([int(timestep)], dtype=torch.long, device=noisy.device),
+                                     return_dict=False)
+
+    @staticmethod
+    def block_tokens(output: Any) -> Any:
+        return output[0]  # (video_tokens (B, F'h'w', D), text_tokens): raster order over (frame, row, column)
+
+    @staticmethod
+    def latent_grid(latent_shape: tuple[int, ...], config: Any) -> tuple[int, int, int]:
+        _, frames, _, height, width = latent_shape  # (B, F, C, H, W)
+        p = config.patch_size
+        p_t = config.patch_size_t or 1
+        return -(-frames // p_t), height // p, width // p
+
+    @classmethod
+    def frame_index(cls, latent_frames: int) -> np.ndarray:
+        return causal_frame_index(latent_frames, cls.temporal_compression)
+
+
+class CogVideoXI2VSpec(CogVideoXT2VSpec):
+    """CogVideoX image-to-video: the first frame's latents, zero-padded in time, concatenated on channels."""
+
+    pipeline: ClassVar[str] = "CogVideoXImageToVideoPipeline"
+    latent_channel_factor: ClassVar[int] = 2
+    other_family: ClassVar[str] = "cogvideox-t2v"
+
+    @staticmethod
+    def condition_latents(vae: Any, video: Any, latent_frames: int) -> Any:
+        """As ``CogVideoXImageToVideoPipeline.prepare_latents``: frame 0 encoded alone (posterior mean here,
+        a sample there), scaled, then zeros for the other latent frames; (B, F, C, H, W)."""
+        import torch
+
+        first = vae.encode(video[:, :, :1]).latent_dist.mode().permute(0, 2, 1, 3, 4)
+        if not vae.config.get("invert_scale_latents", False):
+            first = vae.config.scaling_factor * first
+        else:
+            first = 1 / vae.config.scaling_factor * first
+        padding = first.new_zeros((first.shape[0], latent_frames - 1, *first.shape[2:]))
+        return torch.cat([first, padding], dim=1)
+
+    @staticmethod
+    def transformer_inputs(extractor: DiffusionVideoExtractor, noisy: Any) -> dict[str, Any]:
+        import torch
+
+        condition = getattr(extractor, "clip_condition", None)
+        if condition is None:
+            raise RuntimeError("CogVideoX I2V forward without the clip's condition latents "
+                               "(CogVideoXI2VExtractor._forward sets them)")
+        return {"hidden_states": torch.cat([noisy, condition.to(noisy.dtype)], dim=2)}
+
+
+# --- extractors ----------------------------------------------------------------------------------------
+
+_COGVIDEOX_OPTIONS = {**DiffusionVideoExtractor.default_options, "frames": 49, "resolution": [480, 720],
+                      "max_text_tokens": 226}  # the pipelines' max_sequence_length and the 2B's table size
+
+
+class CogVideoXT2VExtractor(DiffusionVideoExtractor):
+    family = "cogvideox-t2v"
+    family_spec = CogVideoXT2VSpec
+    default_options = _COGVIDEOX_OPTIONS
+
+    def validate_options(self) -> None:
+        super().validate_options()
+        self.family_spec.check_checkpoint(self.name, self.options, self.checkpoint)
+
+
+class CogVideoXI2VExtractor(CogVideoXT2VExtractor):
+    family = "cogvideox-i2v"
+    family_spec = CogVideoXI2VSpec
+
+    def _forward(self, noisy: Any, timestep: int, layers: tuple[int, ...], video: Any) -> dict[int, Any]:
+        # The condition depends on the clip's video, which spec.forward does not see: built here (one VAE pass
+        # over a single frame per draw) and handed over through the extractor for this forward only.
+        self.clip_condition = self.family_spec.condition_latents(self.vae, video, noisy.shape[1])
+        try:
+            return super()._forward(noisy, timestep, layers, video)
+        finally:
+            self.clip_condition = None

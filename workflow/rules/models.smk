@@ -1,0 +1,16 @@
+rule tiny_model:
+    """Write a tiny random-initialised pipeline (demo and tests) with save_pretrained."""
+    output:
+        directory("resources/models/{tiny}"),
+    params:
+        seed=PLAN.seed,
+    wildcard_constraints:
+        tiny=one_of(TINY_MODELS),
+    log:
+        log_path("tiny_model", "{tiny}"),
+    benchmark:
+        benchmark_path("tiny_model", "{tiny}")
+    conda:
+        "../../envs/extract.yaml"
+    script:
+        "../scripts/build_tiny_model.py"
