@@ -325,23 +325,27 @@ class DiffusionVideoExtractor(Extractor):
         with torch.inference_mode():
             video = self.video_tensor(frames, clip)
             latents = spec.encode_video(self.vae, video)
+            clip_inputs = spec.clip_conditioning(self, video, frames[: self.options["frames"]])
             generator = self.generator(clip, level.timestep)
             totals: dict[int, Any] = {}
             for _ in range(self.options["noise_draws"]):
                 noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents)
                 noisy = level.apply(latents.float(), noise.float()).to(self.dtype)
-                for layer, tokens in self._forward(noisy, level.timestep, layers, video).items():
+                for layer, tokens in self._forward(noisy, level.timestep, layers, clip_inputs).items():
                     totals[layer] = totals.get(layer, 0) + tokens.float()
         grid = spec.latent_grid(latents.shape, self.transformer.config)
         features = {layer: (total / self.options["noise_draws"]).reshape(*grid, -1).cpu().numpy()
                     for layer, total in totals.items()}
         return ClipFeatures(features, spec.frame_index(grid[0]))
 
-    def _forward(self, noisy: Any, timestep: int, layers: tuple[int, ...], video: Any) -> dict[int, Any]:
+    def _forward(self, noisy: Any, timestep: int, layers: tuple[int, ...],
+                 clip_inputs: dict[str, Any] | None = None) -> dict[int, Any]:
+        """Tokens (N, D) of ``layers`` for one noisy latent; ``clip_inputs`` from the family's
+        ``clip_conditioning`` (e.g. image conditioning of I2V models)."""
         spec = self.family_spec
         blocks = getattr(self.transformer, spec.blocks_attr)
         with capture_blocks(blocks, layers, spec.block_tokens) as captured:
-            run_until_deepest(lambda: spec.forward(self, noisy, timestep))
+            run_until_deepest(lambda: spec.forward(self, noisy, timestep, clip_inputs or {}))
         return {layer: tokens[0] for layer, tokens in captured.items()}
 
     def provenance(self) -> dict[str, Any]:

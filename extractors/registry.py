@@ -18,6 +18,7 @@ FAMILIES: dict[str, str] = {
     "pixels": "extractors.baselines:PixelsExtractor",
     "random-patch": "extractors.baselines:RandomPatchExtractor",
     "wan-t2v": "extractors.wan:WanT2VExtractor",
+    "wan-i2v": "extractors.wan:WanI2VExtractor",
 }
 
 

@@ -29,7 +29,20 @@ _WAN = {
         "relative_attention_num_buckets": 8}),
 }
 
-TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN}
+_WAN_I2V = {
+    **_WAN,
+    "pipeline": "WanImageToVideoPipeline",
+    # noisy latents (4) + first-frame mask (4 = temporal compression) + condition latents (4)
+    "transformer": ("WanTransformer3DModel", {**_WAN["transformer"][1], "in_channels": 12, "image_dim": 32,
+                                              "added_kv_proj_dim": 24}),
+    "image_encoder": ("CLIPVisionModel", {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "image_size": 32, "patch_size": 16, "projection_dim": 16}),
+    "image_processor": ("CLIPImageProcessor", {
+        "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}),
+}
+
+TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN, "tiny-wan-i2v": _WAN_I2V}
 
 
 def tiny_config(name: str, component: str) -> dict[str, Any]:
@@ -48,13 +61,18 @@ def _tokenizer() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
+TRANSFORMERS_COMPONENTS = ("text_encoder", "image_encoder", "image_processor")
+
+
 def _component(library: str, class_name: str, config: dict[str, Any]) -> Any:
     import importlib
+    import re
 
     cls = getattr(importlib.import_module(library), class_name)
-    if library == "transformers":
-        config_cls = getattr(importlib.import_module("transformers"), class_name.replace("EncoderModel", "Config"))
-        return cls(config_cls(**config))
+    if library == "transformers" and class_name.endswith("Model"):
+        # UMT5EncoderModel -> UMT5Config, T5EncoderModel -> T5Config, CLIPVisionModel -> CLIPVisionConfig
+        config_name = re.sub(r"(EncoderModel|Model)$", "Config", class_name)
+        return cls(getattr(importlib.import_module("transformers"), config_name)(**config))
     return cls(**config)
 
 
@@ -71,7 +89,7 @@ def build_tiny_model(name: str, path: str | os.PathLike, seed: int = 0) -> Path:
         if component == "pipeline":
             continue
         class_name, config = value
-        library = "transformers" if component == "text_encoder" else "diffusers"
+        library = "transformers" if component in TRANSFORMERS_COMPONENTS else "diffusers"
         parts[component] = _component(library, class_name, config)
     pipeline = getattr(importlib.import_module("diffusers"), spec["pipeline"])(**parts)
     path = Path(path)

@@ -53,19 +53,23 @@ class WanT2VSpec:
 
     @staticmethod
     def load_conditioning(extractor: DiffusionVideoExtractor) -> dict[str, Any]:
+        """Models needed for per-clip conditioning, loaded once per job (none for text-to-video)."""
         return {}
 
     @staticmethod
-    def transformer_inputs(extractor: DiffusionVideoExtractor, noisy: Any) -> dict[str, Any]:
-        return {"hidden_states": noisy}
+    def clip_conditioning(extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
+        """Per-clip inputs besides the noisy latents, computed once per clip (none for text-to-video)."""
+        return {}
 
-    @classmethod
-    def forward(cls, extractor: DiffusionVideoExtractor, noisy: Any, timestep: int) -> None:
+    @staticmethod
+    def forward(extractor: DiffusionVideoExtractor, noisy: Any, timestep: int, clip_inputs: dict[str, Any]) -> None:
         import torch
 
-        extractor.transformer(**cls.transformer_inputs(extractor, noisy),
-                              timestep=torch.tensor([float(timestep)], device=noisy.device),
-                              encoder_hidden_states=extractor.text, return_dict=False)
+        condition = clip_inputs.get("condition")
+        hidden = noisy if condition is None else torch.cat([noisy, condition], dim=1)
+        extractor.transformer(hidden_states=hidden, timestep=torch.tensor([float(timestep)], device=noisy.device),
+                              encoder_hidden_states=extractor.text,
+                              encoder_hidden_states_image=clip_inputs.get("image_embeds"), return_dict=False)
 
     @staticmethod
     def block_tokens(output: Any) -> Any:
@@ -82,6 +86,40 @@ class WanT2VSpec:
         return causal_frame_index(latent_frames, cls.temporal_compression)
 
 
+class WanI2VSpec(WanT2VSpec):
+    """Wan2.1 image-to-video: conditioned on the clip's first frame as WanImageToVideoPipeline does it —
+    CLIP image embedding (penultimate hidden state) plus a mask and condition latents concatenated on
+    channels with the noisy latents."""
+
+    pipeline: ClassVar[str] = "WanImageToVideoPipeline"
+    components: ClassVar[tuple[str, ...]] = WanT2VSpec.components + ("image_encoder", "image_processor")
+
+    @staticmethod
+    def load_conditioning(extractor: DiffusionVideoExtractor) -> dict[str, Any]:
+        checkpoint = extractor.checkpoint
+        encoder = checkpoint.load("image_encoder", torch_dtype=extractor.dtype).to(extractor.device).eval()
+        return {"image_encoder": encoder, "image_processor": checkpoint.load("image_processor")}
+
+    @classmethod
+    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
+        # The pipeline's own encode_image and prepare_latents, on a pipeline holding the parts they use.
+        parts = {**dict.fromkeys(cls.components), "vae": extractor.vae, **extractor.conditioning}
+        pipe = pipeline_class(cls.pipeline)(**parts)
+        first_frame = video[:, :, 0]  # (1, 3, H, W) in [-1, 1], as the pipeline's preprocessing gives it
+        height, width = first_frame.shape[-2:]
+        _, condition = pipe.prepare_latents(
+            first_frame, 1, num_channels_latents=extractor.vae.config.z_dim, height=height, width=width,
+            num_frames=video.shape[2], dtype=extractor.dtype, device=extractor.device,
+            latents=video.new_zeros(1))
+        image_embeds = pipe.encode_image(frames[0], extractor.device).to(extractor.dtype)
+        return {"condition": condition.to(extractor.dtype), "image_embeds": image_embeds}
+
+
 class WanT2VExtractor(DiffusionVideoExtractor):
     family = "wan-t2v"
     family_spec = WanT2VSpec
+
+
+class WanI2VExtractor(DiffusionVideoExtractor):
+    family = "wan-i2v"
+    family_spec = WanI2VSpec

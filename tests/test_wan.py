@@ -120,3 +120,27 @@ def test_bad_input_gives_clear_errors(checkpoint: Path, extractor: WanT2VExtract
         WanT2VExtractor("wan", OPTIONS, checkpoint="/no/such/model")
     with pytest.raises(OptionError, match="needs 'checkpoint'"):
         WanT2VExtractor("wan", OPTIONS)
+
+
+def test_i2v_is_conditioned_on_the_first_frame(tmp_path: Path) -> None:
+    from extractors.wan import WanI2VExtractor
+
+    path = build_tiny_model("tiny-wan-i2v", tmp_path / "tiny-wan-i2v")
+    model = WanI2VExtractor("wan-i2v", OPTIONS, seed=0, checkpoint=str(path))
+    model.load()
+    assert type(model.conditioning["image_encoder"]).__name__ == "CLIPVisionModel"
+    frames = _frames()
+    base = model.extract(frames, (0, 2), 500, clip=0)
+    assert base.layers[2].shape == (3, 4, 4, 24)
+    np.testing.assert_array_equal(base.frame_index, [0, 1, 5])
+    inputs = model.family_spec.clip_conditioning(model, model.video_tensor(frames, 0), frames)
+    assert inputs["condition"].shape == (1, 8, 3, 8, 8)  # first-frame mask (4) + condition latents (4)
+    changed = frames.copy()
+    changed[0] = 255 - changed[0]
+    moved = model.family_spec.clip_conditioning(model, model.video_tensor(changed, 0), changed)
+    assert not torch.allclose(inputs["image_embeds"], moved["image_embeds"])
+    later = frames.copy()
+    later[4] = 255 - later[4]  # not the first frame: the image conditioning stays the same
+    same = model.family_spec.clip_conditioning(model, model.video_tensor(later, 0), later)
+    torch.testing.assert_close(inputs["image_embeds"], same["image_embeds"])
+    torch.testing.assert_close(inputs["condition"], same["condition"])
