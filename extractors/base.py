@@ -70,6 +70,10 @@ class Extractor(ABC):
     def num_layers(self) -> int:
         """Number of selectable layers; must not load weights."""
 
+    def channels(self) -> int | None:
+        """Channels of the stored features, when known without loading weights."""
+        return None
+
     def load(self) -> None:
         """Load weights (once per job). Baselines have nothing to load."""
 

@@ -226,6 +226,7 @@ class DiffusionVideoExtractor(Extractor):
         "max_text_tokens": 512,
         "random_init": False,  # True for the tiny demo models: labels their sources everywhere
         "vae_tiling": False,  # tiled VAE encoding for large frames
+        "context_frames": None,  # keep only feature frames starting before this clip frame (paper: 76)
         "device": "auto",  # auto = CUDA when present (bf16), else CPU (float32)
     }
 
@@ -242,6 +243,8 @@ class DiffusionVideoExtractor(Extractor):
     def validate_options(self) -> None:
         for key in ("frames", "noise_draws", "max_text_tokens"):
             self.positive_int_option(key)
+        if self.options["context_frames"] is not None:
+            self.positive_int_option("context_frames")
         self.family_spec.check_frames(self.name, self.options["frames"])
         height, width = self.options["resolution"]
         multiple = self.family_spec.spatial_multiple
@@ -255,6 +258,10 @@ class DiffusionVideoExtractor(Extractor):
 
     def num_layers(self) -> int:
         return int(self.checkpoint.config("transformer")[self.family_spec.num_layers_key])
+
+    def channels(self) -> int:
+        config = self.checkpoint.config("transformer")
+        return int(config["num_attention_heads"]) * int(config["attention_head_dim"])
 
     def check_timestep(self, timestep: int) -> None:
         config = self.checkpoint.config("scheduler")
@@ -334,9 +341,16 @@ class DiffusionVideoExtractor(Extractor):
                 for layer, tokens in self._forward(noisy, level.timestep, layers, clip_inputs).items():
                     totals[layer] = totals.get(layer, 0) + tokens.float()
         grid = spec.latent_grid(latents.shape, self.transformer.config)
-        features = {layer: (total / self.options["noise_draws"]).reshape(*grid, -1).cpu().numpy()
+        frame_index = spec.frame_index(grid[0])
+        keep = self._in_context(frame_index)
+        features = {layer: (total / self.options["noise_draws"]).reshape(*grid, -1)[keep].cpu().numpy()
                     for layer, total in totals.items()}
-        return ClipFeatures(features, spec.frame_index(grid[0]))
+        return ClipFeatures(features, frame_index[keep])
+
+    def _in_context(self, frame_index: np.ndarray) -> np.ndarray:
+        """Indices of the feature frames to keep: those starting inside the context window, if one is set."""
+        context = self.options["context_frames"]
+        return np.flatnonzero(frame_index < context) if context else np.arange(len(frame_index))
 
     def _forward(self, noisy: Any, timestep: int, layers: tuple[int, ...],
                  clip_inputs: dict[str, Any] | None = None) -> dict[int, Any]:

@@ -26,6 +26,74 @@ class ModelConfigError(ValueError):
     """A model entry of the config that cannot be resolved."""
 
 
+@dataclass(frozen=True)
+class Preset:
+    """The paper's facts about one checkpoint; a config entry ``preset: NAME`` starts from these.
+
+    ``layers`` are the paper's probing layers (18 for ScanNet semantics, 20 for DL3DV geometry) and
+    ``timestep`` the value fed to the denoiser that the paper's "index 749" means for the family.
+    ``blocks`` and ``channels`` are checked against the checkpoint's transformer config.
+    """
+
+    family: str
+    hub_id: str
+    frames: int
+    resolution: tuple[int, int]
+    blocks: int
+    channels: int
+    timestep: int
+    max_text_tokens: int
+    layers: tuple[int, ...] = (18, 20)
+
+    def entry(self) -> dict[str, Any]:
+        return {"family": self.family, "checkpoint": self.hub_id, "layers": list(self.layers),
+                "timesteps": [self.timestep],
+                "options": {"frames": self.frames, "resolution": list(self.resolution),
+                            "max_text_tokens": self.max_text_tokens}}
+
+
+def _wan(hub_id: str, family: str, blocks: int, channels: int) -> Preset:
+    return Preset(family, hub_id, 81, (480, 832), blocks, channels, timestep=500, max_text_tokens=512)
+
+
+def _cogvideox(hub_id: str, family: str, blocks: int, channels: int) -> Preset:
+    return Preset(family, hub_id, 49, (480, 720), blocks, channels, timestep=250, max_text_tokens=226)
+
+
+PRESETS: dict[str, Preset] = {
+    "Wan2.1-T2V-1.3B": _wan("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan-t2v", 30, 1536),
+    "Wan2.1-T2V-14B": _wan("Wan-AI/Wan2.1-T2V-14B-Diffusers", "wan-t2v", 40, 5120),
+    "Wan2.1-I2V-14B-480P": _wan("Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", "wan-i2v", 40, 5120),
+    "CogVideoX-2b": _cogvideox("THUDM/CogVideoX-2b", "cogvideox-t2v", 30, 1920),
+    "CogVideoX-5b": _cogvideox("THUDM/CogVideoX-5b", "cogvideox-t2v", 42, 3072),
+    "CogVideoX-5b-I2V": _cogvideox("THUDM/CogVideoX-5b-I2V", "cogvideox-i2v", 42, 3072),
+}
+
+
+def apply_preset(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry with its preset's values filled in (the entry's own keys and options win)."""
+    if "preset" not in entry:
+        return dict(entry)
+    preset_name = entry["preset"]
+    if preset_name not in PRESETS:
+        raise ModelConfigError(f"model {name!r}: unknown preset {preset_name!r}; known: {sorted(PRESETS)}")
+    base = PRESETS[preset_name].entry()
+    merged = {**base, **{k: v for k, v in entry.items() if k != "preset"}}
+    merged["options"] = {**base["options"], **entry.get("options", {})}
+    return merged
+
+
+def _check_preset_facts(name: str, entry: Mapping[str, Any], extractor: Extractor) -> None:
+    if "preset" not in entry:
+        return
+    preset = PRESETS[entry["preset"]]
+    found = extractor.num_layers(), extractor.channels()
+    if found != (preset.blocks, preset.channels):
+        raise ModelConfigError(f"model {name!r}: checkpoint {entry.get('checkpoint', preset.hub_id)!r} has "
+                               f"{found[0]} blocks of {found[1]} channels, but preset {entry['preset']!r} is "
+                               f"{preset.blocks} blocks of {preset.channels}")
+
+
 def extractor_class(family: str, *, model: str = "model") -> type[Extractor]:
     """The extractor class of ``family``; an unknown family is an error listing the known ones."""
     if family not in FAMILIES:
@@ -94,6 +162,8 @@ def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> Mode
     """Resolve one ``models:`` entry: family known, options valid, layers in range, timesteps sensible."""
     if "@" in name or "/" in name:
         raise ModelConfigError(f"model name {name!r} may not contain '@' or '/'")
+    preset_entry = entry
+    entry = apply_preset(name, entry)
     family = entry.get("family")
     cls = extractor_class(family, model=name)
     extractor = cls(name, entry.get("options", {}), seed=seed, checkpoint=entry.get("checkpoint"))
@@ -102,5 +172,6 @@ def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> Mode
     for timestep in timesteps:
         if timestep is not None:
             extractor.check_timestep(timestep)
+    _check_preset_facts(name, {**preset_entry, "checkpoint": entry.get("checkpoint")}, extractor)
     return ModelConfig(name, family, cls.paradigm, layers, timesteps, dict(entry.get("options", {})),
                        entry.get("checkpoint"), extractor.random_init)

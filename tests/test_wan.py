@@ -144,3 +144,18 @@ def test_i2v_is_conditioned_on_the_first_frame(tmp_path: Path) -> None:
     same = model.family_spec.clip_conditioning(model, model.video_tensor(later, 0), later)
     torch.testing.assert_close(inputs["image_embeds"], same["image_embeds"])
     torch.testing.assert_close(inputs["condition"], same["condition"])
+
+
+def test_context_frames_keep_the_query_lattice(checkpoint: Path) -> None:
+    model = WanT2VExtractor("wan", {**OPTIONS, "context_frames": 5}, seed=0, checkpoint=str(checkpoint))
+    model.load()
+    features = model.extract(_frames(), (0,), 500, clip=0)
+    np.testing.assert_array_equal(features.frame_index, [0, 1])  # latent 2 starts at frame 5: outside
+    assert features.layers[0].shape[0] == 2
+
+
+def test_preset_facts_are_checked_against_the_checkpoint(checkpoint: Path) -> None:
+    entry = {"preset": "Wan2.1-T2V-1.3B", "checkpoint": str(checkpoint), "layers": [0], "options": OPTIONS}
+    with pytest.raises(ValueError, match=r"has 3 blocks of 24 channels, but preset 'Wan2.1-T2V-1.3B' is 30 "
+                                         r"blocks of 1536"):
+        resolve_model("wan", entry)
