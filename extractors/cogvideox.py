@@ -19,7 +19,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import OptionError
-from extractors.diffusion import CheckpointError, DiffusionVideoExtractor, causal_frame_index, pipeline_class
+from extractors.diffusion import (
+    CheckpointError,
+    DiffusionVideoExtractor,
+    causal_frame_index,
+    pipeline_class,
+)
 
 # --- tiny random-init models (registered in extractors.tiny_models.TINY_MODELS) -------------------------
 
@@ -167,16 +172,19 @@ class CogVideoXT2VSpec:
         return cache[frames, height, width]
 
     @staticmethod
-    def transformer_inputs(extractor: DiffusionVideoExtractor, noisy: Any) -> dict[str, Any]:
-        return {"hidden_states": noisy}
+    def clip_conditioning(extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
+        """Per-clip inputs besides the noisy latents, computed once per clip (none for text-to-video)."""
+        return {}
 
     @classmethod
-    def forward(cls, extractor: DiffusionVideoExtractor, noisy: Any, timestep: int) -> Any:
+    def forward(cls, extractor: DiffusionVideoExtractor, noisy: Any, timestep: int,
+                clip_inputs: dict[str, Any]) -> Any:
         """The pipeline's transformer call for one step; returns the transformer's output tuple."""
         import torch
 
         config = extractor.transformer.config
-        inputs = cls.transformer_inputs(extractor, noisy)
+        condition = clip_inputs.get("condition")  # I2V: concatenated on channels, as the pipeline does
+        inputs = {"hidden_states": noisy if condition is None else torch.cat([noisy, condition], dim=2)}
         if config.use_rotary_positional_embeddings:
             inputs["image_rotary_emb"] = cls.rotary_embeddings(extractor, noisy.shape)
         if config.ofs_embed_dim is not None:  # as CogVideoXImageToVideoPipeline passes it
@@ -222,15 +230,11 @@ class CogVideoXI2VSpec(CogVideoXT2VSpec):
         padding = first.new_zeros((first.shape[0], latent_frames - 1, *first.shape[2:]))
         return torch.cat([first, padding], dim=1)
 
-    @staticmethod
-    def transformer_inputs(extractor: DiffusionVideoExtractor, noisy: Any) -> dict[str, Any]:
-        import torch
-
-        condition = getattr(extractor, "clip_condition", None)
-        if condition is None:
-            raise RuntimeError("CogVideoX I2V forward without the clip's condition latents "
-                               "(CogVideoXI2VExtractor._forward sets them)")
-        return {"hidden_states": torch.cat([noisy, condition.to(noisy.dtype)], dim=2)}
+    @classmethod
+    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
+        # Not the pipeline's prepare_latents itself: it encodes the image with a posterior *sample*.
+        latent_frames = (video.shape[2] - 1) // cls.temporal_compression + 1
+        return {"condition": cls.condition_latents(extractor.vae, video, latent_frames).to(extractor.dtype)}
 
 
 # --- extractors ----------------------------------------------------------------------------------------
@@ -252,12 +256,3 @@ class CogVideoXT2VExtractor(DiffusionVideoExtractor):
 class CogVideoXI2VExtractor(CogVideoXT2VExtractor):
     family = "cogvideox-i2v"
     family_spec = CogVideoXI2VSpec
-
-    def _forward(self, noisy: Any, timestep: int, layers: tuple[int, ...], video: Any) -> dict[int, Any]:
-        # The condition depends on the clip's video, which spec.forward does not see: built here (one VAE pass
-        # over a single frame per draw) and handed over through the extractor for this forward only.
-        self.clip_condition = self.family_spec.condition_latents(self.vae, video, noisy.shape[1])
-        try:
-            return super()._forward(noisy, timestep, layers, video)
-        finally:
-            self.clip_condition = None

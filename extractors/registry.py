@@ -19,6 +19,8 @@ FAMILIES: dict[str, str] = {
     "random-patch": "extractors.baselines:RandomPatchExtractor",
     "wan-t2v": "extractors.wan:WanT2VExtractor",
     "wan-i2v": "extractors.wan:WanI2VExtractor",
+    "cogvideox-t2v": "extractors.cogvideox:CogVideoXT2VExtractor",
+    "cogvideox-i2v": "extractors.cogvideox:CogVideoXI2VExtractor",
 }
 
 

@@ -42,7 +42,10 @@ _WAN_I2V = {
         "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}),
 }
 
-TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN, "tiny-wan-i2v": _WAN_I2V}
+# CogVideoX's tiny configs live beside its extractor (extractors/cogvideox.py).
+from extractors.cogvideox import COGVIDEOX_TINY  # noqa: E402
+
+TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN, "tiny-wan-i2v": _WAN_I2V, **COGVIDEOX_TINY}
 
 
 def tiny_config(name: str, component: str) -> dict[str, Any]:

@@ -1,0 +1,35 @@
+"""The paper's model presets and config/paper.yaml."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from extractors.registry import FAMILIES, PRESETS, ModelConfigError, apply_preset
+from probes.plan import validate_config
+from tests.conftest import REPO
+
+
+def test_every_preset_names_a_registered_family() -> None:
+    assert {p.family for p in PRESETS.values()} <= set(FAMILIES)
+
+
+def test_paper_timesteps_and_layers() -> None:
+    assert PRESETS["Wan2.1-T2V-14B"].timestep == 500 and PRESETS["CogVideoX-5b"].timestep == 250
+    assert all(p.layers == (18, 20) for p in PRESETS.values())
+    assert (PRESETS["Wan2.1-T2V-1.3B"].blocks, PRESETS["Wan2.1-T2V-1.3B"].channels) == (30, 1536)
+
+
+def test_entry_keys_override_the_preset() -> None:
+    merged = apply_preset("w", {"preset": "Wan2.1-T2V-1.3B", "checkpoint": "/ckpt/wan", "options": {"frames": 17}})
+    assert merged["checkpoint"] == "/ckpt/wan" and merged["family"] == "wan-t2v"
+    assert merged["options"] == {"frames": 17, "resolution": [480, 832], "max_text_tokens": 512}
+    with pytest.raises(ModelConfigError, match="unknown preset 'Wan9'"):
+        apply_preset("w", {"preset": "Wan9"})
+
+
+def test_paper_config_is_valid_and_uses_presets() -> None:
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
+    presets = {entry.get("preset") for entry in config["models"].values()} - {None}
+    assert presets == set(PRESETS)
