@@ -85,6 +85,11 @@ class Extractor(ABC):
         ``clip`` (the clip's index in its clip store) seeds anything random per clip, e.g. noise.
         """
 
+    def extract_timesteps(self, frames: np.ndarray, layers: tuple[int, ...], timesteps: tuple[int | None, ...], *,
+                          clip: int = 0) -> dict[int | None, ClipFeatures]:
+        """Features at every timestep; models override it to share work across timesteps (VAE latents)."""
+        return {t: self.extract(frames, layers, t, clip=clip) for t in timesteps}
+
     def check_timestep(self, timestep: int) -> None:
         """Raise :class:`OptionError` when the model cannot represent ``timestep``."""
 

@@ -325,27 +325,40 @@ class DiffusionVideoExtractor(Extractor):
 
     def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
                 clip: int = 0) -> ClipFeatures:
+        return self.extract_timesteps(frames, layers, (timestep,), clip=clip)[timestep]
+
+    def extract_timesteps(self, frames: np.ndarray, layers: tuple[int, ...], timesteps: tuple[int | None, ...], *,
+                          clip: int = 0) -> dict[int | None, ClipFeatures]:
+        """One VAE encoding and one conditioning per clip, then one noisy forward per timestep and draw."""
         import torch
 
-        level = noise_level(self.scheduler, int(timestep))
+        levels = [noise_level(self.scheduler, int(t)) for t in timesteps]
         spec = self.family_spec
         with torch.inference_mode():
             video = self.video_tensor(frames, clip)
             latents = spec.encode_video(self.vae, video)
             clip_inputs = spec.clip_conditioning(self, video, frames[: self.options["frames"]])
-            generator = self.generator(clip, level.timestep)
-            totals: dict[int, Any] = {}
-            for _ in range(self.options["noise_draws"]):
-                noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents)
-                noisy = level.apply(latents.float(), noise.float()).to(self.dtype)
-                for layer, tokens in self._forward(noisy, level.timestep, layers, clip_inputs).items():
-                    totals[layer] = totals.get(layer, 0) + tokens.float()
-        grid = spec.latent_grid(latents.shape, self.transformer.config)
-        frame_index = spec.frame_index(grid[0])
-        keep = self._in_context(frame_index)
-        features = {layer: (total / self.options["noise_draws"]).reshape(*grid, -1)[keep].cpu().numpy()
-                    for layer, total in totals.items()}
-        return ClipFeatures(features, frame_index[keep])
+            grid = spec.latent_grid(latents.shape, self.transformer.config)
+            frame_index = spec.frame_index(grid[0])
+            keep = self._in_context(frame_index)
+            return {level.timestep: ClipFeatures(self._features_at(level, latents, layers, clip_inputs, clip, grid, keep),
+                                                 frame_index[keep])
+                    for level in levels}
+
+    def _features_at(self, level: NoiseLevel, latents: Any, layers: tuple[int, ...], clip_inputs: dict[str, Any],
+                     clip: int, grid: tuple[int, int, int], keep: np.ndarray) -> dict[int, np.ndarray]:
+        """Block tokens at one noise level, averaged over the noise draws, as (T', h, w, C) float32."""
+        import torch
+
+        generator = self.generator(clip, level.timestep)
+        totals: dict[int, Any] = {}
+        for _ in range(self.options["noise_draws"]):
+            noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents)
+            noisy = level.apply(latents.float(), noise.float()).to(self.dtype)
+            for layer, tokens in self._forward(noisy, level.timestep, layers, clip_inputs).items():
+                totals[layer] = totals.get(layer, 0) + tokens.float()
+        draws = self.options["noise_draws"]
+        return {layer: (total / draws).reshape(*grid, -1)[keep].cpu().numpy() for layer, total in totals.items()}
 
     def _in_context(self, frame_index: np.ndarray) -> np.ndarray:
         """Indices of the feature frames to keep: those starting inside the context window, if one is set."""

@@ -41,30 +41,36 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def run_extraction(*, clip_store: str | os.PathLike, output: str | os.PathLike, dataset: str,
-                   model: ModelConfig, timestep: int | None, shard: int, clips_per_shard: int,
-                   seed: int, progress: bool = True) -> Path:
-    """Extract every requested layer of ``model`` at ``timestep`` for one shard of clips."""
-    if timestep not in model.timesteps:
-        raise ValueError(f"model {model.name!r}: timestep {timestep} is not among its {list(model.timesteps)}")
+def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, str | os.PathLike], dataset: str,
+                   model: ModelConfig, shard: int, clips_per_shard: int, seed: int,
+                   progress: bool = True) -> list[Path]:
+    """Extract every requested layer of ``model`` for one shard of clips, at every timestep of ``outputs``
+    (timestep -> store path). The model loads once and each clip is read and encoded once."""
+    unknown = [t for t in outputs if t not in model.timesteps]
+    if unknown:
+        raise ValueError(f"model {model.name!r}: timesteps {unknown} are not among its {list(model.timesteps)}")
     clips_store = open_clip_store(clip_store)
     clips_store.require(["frames"], needed_by=f"extraction of model {model.name!r}")
     clips = shard_clips(len(clips_store), clips_per_shard, shard)
     extractor = model.build(seed)
-    fingerprint = {"model": model.to_json(), "timestep": timestep, "seed": seed, "dataset": dataset}
-    writer = FeatureStoreWriter(output, clip_index=clips, layers=model.layers, fingerprint=fingerprint)
-    if writer.store.resumed:
-        log.info("resuming %s: %d of %d clips already written", output, len(clips) - len(writer.pending),
-                 len(clips))
-    if writer.pending:
+    writers = {t: FeatureStoreWriter(path, clip_index=clips, layers=model.layers,
+                                     fingerprint={"model": model.to_json(), "timestep": t, "seed": seed,
+                                                  "dataset": dataset})
+               for t, path in outputs.items()}
+    pending = sorted(set().union(*(w.pending for w in writers.values())))
+    if len(pending) < len(clips):
+        log.info("resuming %s shard %d: %d of %d clips still to extract", model.name, shard, len(pending), len(clips))
+    if pending:
         extractor.load()
     frames = clips_store.zarr_array("frames")
-    for position in tqdm(writer.pending, desc=f"{model.name} {dataset} shard {shard}", unit="clip",
-                         disable=not progress):
+    for position in tqdm(pending, desc=f"{model.name} {dataset} shard {shard}", unit="clip", disable=not progress):
         clip = clips[position]
-        writer.write_clip(position, extractor.extract(frames[clip], model.layers, timestep, clip=clip))
-    provenance = {**extractor.provenance(), **extractor.noise_attributes(timestep)}
-    return writer.finish(_attributes(clips_store, dataset, model, timestep, seed, provenance))
+        todo = tuple(t for t, w in writers.items() if position in w.pending)
+        for timestep, features in extractor.extract_timesteps(frames[clip], model.layers, todo, clip=clip).items():
+            writers[timestep].write_clip(position, features)
+    return [writer.finish(_attributes(clips_store, dataset, model, t, seed,
+                                      {**extractor.provenance(), **extractor.noise_attributes(t)}))
+            for t, writer in writers.items()]
 
 
 def _attributes(clips_store: Any, dataset: str, model: ModelConfig, timestep: int | None, seed: int,

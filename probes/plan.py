@@ -18,7 +18,7 @@ import yaml
 
 from clipstore import CLIP_ARRAYS, StoreError, open_clip_store
 from extractors.job import num_shards
-from extractors.registry import ModelConfig, parse_timestep_token, resolve_model
+from extractors.registry import ModelConfig, resolve_model
 from probes.sources import SourceId
 from probes.tasks import Task, resolve_task
 
@@ -130,12 +130,6 @@ class WorkflowPlan:
             return []
         path = Path(checkpoint)
         return [checkpoint] if path.exists() or path.parent == Path("resources/models") else []
-
-    def timestep(self, model: str, token: str) -> int | None:
-        value = parse_timestep_token(token)
-        if value not in self.models[model].timesteps:
-            raise PlanError(f"model {model!r} has no timestep {token!r}")
-        return value
 
     # --- probes ---------------------------------------------------------------------------------------
     def sources(self) -> list[SourceId]:

@@ -23,8 +23,8 @@ def test_shards_partition_the_clips() -> None:
 
 def _extract(small_store: Path, out: Path, shard: int = 1) -> Path:
     model = resolve_model("rp", {"family": "random-patch", "layers": [0, -1], "options": {"channels": 8}})
-    return run_extraction(clip_store=small_store, output=out, dataset="small", model=model, timestep=None,
-                          shard=shard, clips_per_shard=3, seed=0, progress=False)
+    return run_extraction(clip_store=small_store, outputs={None: out}, dataset="small", model=model,
+                          shard=shard, clips_per_shard=3, seed=0, progress=False)[0]
 
 
 def test_store_records_provenance(small_store: Path, tmp_path: Path) -> None:
@@ -59,14 +59,14 @@ def test_killed_job_resumes_from_its_last_finished_clip(small_store: Path, tmp_p
         return real_extract(self, frames, layers, timestep, clip=clip)
 
     monkeypatch.setattr(PixelsExtractor, "extract", dies_on_third_clip)
-    run = dict(clip_store=small_store, output=out, dataset="small", model=model, timestep=None, shard=0,
+    run = dict(clip_store=small_store, outputs={None: out}, dataset="small", model=model, shard=0,
                clips_per_shard=4, seed=0, progress=False)
     with pytest.raises(Killed):
         run_extraction(**run)
     assert not out.exists()
     calls.clear()
     monkeypatch.setattr(PixelsExtractor, "extract", lambda self, *a, **k: calls.append(1) or real_extract(self, *a, **k))
-    store = open_feature_store([run_extraction(**run)])
+    store = open_feature_store(run_extraction(**run))
     assert len(calls) == 2, "only the two clips the killed job had not finished are extracted again"
     first_clip = open_clip_store(small_store).zarr_array("frames")[0]
     fresh = real_extract(PixelsExtractor("px", {}), first_clip, (0,), None)

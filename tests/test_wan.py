@@ -159,3 +159,26 @@ def test_preset_facts_are_checked_against_the_checkpoint(checkpoint: Path) -> No
     with pytest.raises(ValueError, match=r"has 3 blocks of 24 channels, but preset 'Wan2.1-T2V-1.3B' is 30 "
                                          r"blocks of 1536"):
         resolve_model("wan", entry)
+
+
+def test_one_job_writes_every_timestep_once_per_clip(checkpoint: Path, small_store: Path, tmp_path: Path) -> None:
+    from extractors import open_feature_store
+    from extractors.job import run_extraction
+
+    options = {**OPTIONS, "frames": 5, "resolution": [32, 32]}
+    model = resolve_model("wan", {"family": "wan-t2v", "checkpoint": str(checkpoint), "layers": [-1],
+                                  "timesteps": [250, 500], "options": options})
+    outputs = {250: tmp_path / "t250" / "shard-0.zarr", 500: tmp_path / "t500" / "shard-0.zarr"}
+    run_extraction(clip_store=small_store, outputs=outputs, dataset="small", model=model, shard=0,
+                   clips_per_shard=2, seed=0, progress=False)
+    single = model.build(seed=0)
+    single.load()
+    from clipstore import open_clip_store
+
+    frames = open_clip_store(small_store).zarr_array("frames")[1]
+    for timestep, path in outputs.items():
+        store = open_feature_store([path])
+        assert store.attrs["timestep"] == timestep and store.attrs["sigma"] == timestep / 1000
+        assert store.attrs["random_init"] is True and store.attrs["scheduler"] == "FlowMatchEulerDiscreteScheduler"
+        expected = single.extract(frames, (2,), timestep, clip=1).layers[2]
+        np.testing.assert_allclose(store.layer(2)[1].compute().astype(np.float32), expected, rtol=1e-2, atol=1e-3)

@@ -1,28 +1,40 @@
-rule extract:
-    """Run one frozen model on one shard of clips; write every requested layer at one timestep."""
-    input:
-        clips=lambda wildcards: PLAN.datasets[wildcards.dataset].store,
-        checkpoint=lambda wildcards: PLAN.checkpoint_inputs(wildcards.model),
-    output:
-        directory(FEATURES),
-    params:
-        # Only the model's own settings: probe, fusion and aggregation settings never re-run extraction.
-        model=lambda wildcards: PLAN.model(wildcards.model).to_json(),
-        timestep=lambda wildcards: PLAN.timestep(wildcards.model, wildcards.timestep),
-        clips_per_shard=PLAN.clips_per_shard,
-        seed=PLAN.seed,
-    wildcard_constraints:
-        dataset=one_of(PLAN.datasets),
-        model=one_of(PLAN.models),
-        timestep=r"none|t\d+",
-        shard=r"\d+",
-    resources:
-        gpu=lambda wildcards: 0 if PLAN.model(wildcards.model).paradigm == "baseline" else 1,
-    log:
-        log_path("extract", "{dataset}/{model}/{timestep}/shard-{shard}"),
-    benchmark:
-        benchmark_path("extract", "{dataset}/{model}/{timestep}/shard-{shard}")
-    conda:
-        "../../envs/extract.yaml"
-    script:
-        "../scripts/extract.py"
+# One extraction rule per model (generated below), so that one job -- one (dataset, model, shard of clips)
+# -- loads the model once and writes its store at every timestep: results/features/{dataset}/{model}/
+# {timestep}/shard-{k}.zarr. Params hold only the model's own settings: probe, fusion and aggregation
+# settings never re-run extraction.
+
+
+def extraction_rule_name(model):
+    return "extract_" + re.sub(r"\W", "_", model)
+
+
+for _model in PLAN.models.values():
+
+    rule:
+        name:
+            extraction_rule_name(_model.name)
+        input:
+            clips=lambda wildcards: PLAN.datasets[wildcards.dataset].store,
+            checkpoint=PLAN.checkpoint_inputs(_model.name),
+        output:
+            [
+                directory(FEATURES.format(dataset="{dataset}", model=_model.name, timestep=token, shard="{shard}"))
+                for token in _model.timestep_tokens
+            ],
+        params:
+            model=_model.to_json(),
+            clips_per_shard=PLAN.clips_per_shard,
+            seed=PLAN.seed,
+        wildcard_constraints:
+            dataset=one_of(PLAN.datasets),
+            shard=r"\d+",
+        resources:
+            gpu=0 if _model.paradigm == "baseline" else 1,
+        log:
+            log_path("extract", f"{{dataset}}/{_model.name}/shard-{{shard}}"),
+        benchmark:
+            benchmark_path("extract", f"{{dataset}}/{_model.name}/shard-{{shard}}")
+        conda:
+            "../../envs/extract.yaml"
+        script:
+            "../scripts/extract.py"

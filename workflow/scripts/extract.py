@@ -5,15 +5,14 @@ from extractors.registry import ModelConfig
 
 log = start_logging(snakemake.log[0])
 model = ModelConfig.from_json(snakemake.params.model)
-log.info("extracting %s at timestep %s, layers %s", model.name, snakemake.params.timestep, model.layers)
-path = run_extraction(
+log.info("extracting %s at timesteps %s, layers %s", model.name, list(model.timesteps), model.layers)
+paths = run_extraction(
     clip_store=snakemake.input.clips,
-    output=snakemake.output[0],
+    outputs=dict(zip(model.timesteps, snakemake.output, strict=True)),
     dataset=snakemake.wildcards.dataset,
     model=model,
-    timestep=snakemake.params.timestep,
     shard=int(snakemake.wildcards.shard),
     clips_per_shard=snakemake.params.clips_per_shard,
     seed=snakemake.params.seed,
 )
-log.info("wrote %s", path)
+log.info("wrote %s", ", ".join(map(str, paths)))
