@@ -19,12 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import OptionError
-from extractors.diffusion import (
-    CheckpointError,
-    DiffusionVideoExtractor,
-    causal_frame_index,
-    pipeline_class,
-)
+from extractors.diffusion import CheckpointError, DiffusionVideoExtractor, VideoFamilySpec
 
 # --- tiny random-init models (registered in extractors.tiny_models.TINY_MODELS) -------------------------
 
@@ -75,7 +70,7 @@ COGVIDEOX_TINY: dict[str, dict[str, Any]] = {
 
 # --- family specs --------------------------------------------------------------------------------------
 
-class CogVideoXT2VSpec:
+class CogVideoXT2VSpec(VideoFamilySpec):
     """CogVideoX text-to-video: T5 text encoder, causal 3-D VAE (x4 time, x8 space), patch 2 (1 in time)."""
 
     pipeline: ClassVar[str] = "CogVideoXPipeline"
@@ -86,12 +81,6 @@ class CogVideoXT2VSpec:
     spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
     latent_channel_factor: ClassVar[int] = 1  # transformer in_channels = factor x VAE latent channels
     other_family: ClassVar[str] = "cogvideox-i2v"  # named in the error for a checkpoint of the other kind
-
-    @classmethod
-    def check_frames(cls, model: str, frames: int) -> None:
-        if (frames - 1) % cls.temporal_compression:
-            raise OptionError(f"model {model!r}: frames={frames}; this VAE takes "
-                              f"{cls.temporal_compression}k+1 frames (e.g. 9, 17, 49)")
 
     @classmethod
     def check_checkpoint(cls, model: str, options: dict[str, Any], checkpoint: Any) -> None:
@@ -134,15 +123,6 @@ class CogVideoXT2VSpec:
                 fail(f"learned positional embeddings fix the input to {frames} frames at {size[0]}x{size[1]}; "
                      f"got frames={options['frames']}, resolution={list(options['resolution'])}")
 
-    @classmethod
-    def encode_prompt(cls, tokenizer: Any, encoder: Any, max_tokens: int, device: Any) -> Any:
-        # The pipeline's own encode_prompt, on a pipeline holding only the text parts.
-        parts = dict.fromkeys(cls.components)
-        pipe = pipeline_class(cls.pipeline)(**{**parts, "tokenizer": tokenizer, "text_encoder": encoder})
-        embeds, _ = pipe.encode_prompt("", do_classifier_free_guidance=False, max_sequence_length=max_tokens,
-                                       device=device)
-        return embeds
-
     @staticmethod
     def encode_video(vae: Any, video: Any) -> Any:
         """Posterior mean times ``scaling_factor``, permuted to (B, F, C, H, W) as the pipelines hold latents."""
@@ -154,9 +134,7 @@ class CogVideoXT2VSpec:
         """A light pipeline (VAE + transformer, no text parts) for its rotary method; rotary cache per shape."""
         pipe = None
         if extractor.transformer.config.use_rotary_positional_embeddings:
-            parts = dict.fromkeys(cls.components)
-            pipe = pipeline_class(cls.pipeline)(**{**parts, "vae": extractor.vae,
-                                                   "transformer": extractor.transformer})
+            pipe = cls.light_pipeline(vae=extractor.vae, transformer=extractor.transformer)
         return {"pipeline": pipe, "rotary": {}}
 
     @staticmethod
@@ -203,10 +181,6 @@ class CogVideoXT2VSpec:
         p = config.patch_size
         p_t = config.patch_size_t or 1
         return -(-frames // p_t), height // p, width // p
-
-    @classmethod
-    def frame_index(cls, latent_frames: int) -> np.ndarray:
-        return causal_frame_index(latent_frames, cls.temporal_compression)
 
 
 class CogVideoXI2VSpec(CogVideoXT2VSpec):

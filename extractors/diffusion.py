@@ -170,6 +170,40 @@ def pipeline_class(name: str) -> Any:
     return getattr(importlib.import_module("diffusers"), name)
 
 
+class VideoFamilySpec:
+    """What the family pieces share: causal 4k+1-frame VAEs and the pipeline's own prompt encoding.
+
+    A family subclasses it and adds its facts and hooks (see :mod:`extractors.wan`).
+    """
+
+    pipeline: ClassVar[str]
+    components: ClassVar[tuple[str, ...]]
+    temporal_compression: ClassVar[int] = 4
+
+    @classmethod
+    def light_pipeline(cls, **parts: Any) -> Any:
+        """The family's diffusers pipeline holding only ``parts``, to call its own helper methods."""
+        return pipeline_class(cls.pipeline)(**{**dict.fromkeys(cls.components), **parts})
+
+    @classmethod
+    def check_frames(cls, model: str, frames: int) -> None:
+        if (frames - 1) % cls.temporal_compression:
+            raise OptionError(f"model {model!r}: frames={frames}; this VAE takes "
+                              f"{cls.temporal_compression}k+1 frames (e.g. 17, 49, 81)")
+
+    @classmethod
+    def encode_prompt(cls, tokenizer: Any, encoder: Any, max_tokens: int, device: Any) -> Any:
+        """The empty prompt through the pipeline's own encode_prompt, without classifier-free guidance."""
+        pipe = cls.light_pipeline(tokenizer=tokenizer, text_encoder=encoder)
+        embeds, _ = pipe.encode_prompt("", do_classifier_free_guidance=False, max_sequence_length=max_tokens,
+                                       device=device)
+        return embeds
+
+    @classmethod
+    def frame_index(cls, latent_frames: int) -> np.ndarray:
+        return causal_frame_index(latent_frames, cls.temporal_compression)
+
+
 def causal_frame_index(latent_frames: int, compression: int) -> np.ndarray:
     """Latent 0 encodes frame 0 alone; latent k+1 starts at frame compression*k + 1 (causal video VAEs)."""
     return np.asarray([0] + [compression * k + 1 for k in range(latent_frames - 1)], dtype=np.int64)

@@ -11,11 +11,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from extractors.base import OptionError
-from extractors.diffusion import DiffusionVideoExtractor, causal_frame_index, pipeline_class
+from extractors.diffusion import DiffusionVideoExtractor, VideoFamilySpec
 
 
-class WanT2VSpec:
+class WanT2VSpec(VideoFamilySpec):
     """Wan2.1 text-to-video: UMT5 text encoder, causal 3-D VAE (x4 time, x8 space), patch (1, 2, 2)."""
 
     pipeline: ClassVar[str] = "WanPipeline"
@@ -24,21 +23,6 @@ class WanT2VSpec:
     num_layers_key: ClassVar[str] = "num_layers"
     temporal_compression: ClassVar[int] = 4
     spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
-
-    @classmethod
-    def check_frames(cls, model: str, frames: int) -> None:
-        if (frames - 1) % cls.temporal_compression:
-            raise OptionError(f"model {model!r}: frames={frames}; this VAE takes "
-                              f"{cls.temporal_compression}k+1 frames (e.g. 17, 49, 81)")
-
-    @classmethod
-    def encode_prompt(cls, tokenizer: Any, encoder: Any, max_tokens: int, device: Any) -> Any:
-        # The pipeline's own encode_prompt, on a pipeline holding only the text parts.
-        parts = dict.fromkeys(cls.components)
-        pipe = pipeline_class(cls.pipeline)(**{**parts, "tokenizer": tokenizer, "text_encoder": encoder})
-        embeds, _ = pipe.encode_prompt("", do_classifier_free_guidance=False, max_sequence_length=max_tokens,
-                                       device=device)
-        return embeds
 
     @staticmethod
     def encode_video(vae: Any, video: Any) -> Any:
@@ -81,10 +65,6 @@ class WanT2VSpec:
         _, _, frames, height, width = latent_shape
         return frames // p_t, height // p_h, width // p_w
 
-    @classmethod
-    def frame_index(cls, latent_frames: int) -> np.ndarray:
-        return causal_frame_index(latent_frames, cls.temporal_compression)
-
 
 class WanI2VSpec(WanT2VSpec):
     """Wan2.1 image-to-video: conditioned on the clip's first frame as WanImageToVideoPipeline does it —
@@ -103,8 +83,7 @@ class WanI2VSpec(WanT2VSpec):
     @classmethod
     def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
         # The pipeline's own encode_image and prepare_latents, on a pipeline holding the parts they use.
-        parts = {**dict.fromkeys(cls.components), "vae": extractor.vae, **extractor.conditioning}
-        pipe = pipeline_class(cls.pipeline)(**parts)
+        pipe = cls.light_pipeline(vae=extractor.vae, **extractor.conditioning)
         first_frame = video[:, :, 0]  # (1, 3, H, W) in [-1, 1], as the pipeline's preprocessing gives it
         height, width = first_frame.shape[-2:]
         _, condition = pipe.prepare_latents(
