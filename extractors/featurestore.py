@@ -149,10 +149,29 @@ class FeatureStore:
             raise StoreError(f"feature store {self.paths[0].parent}: clips {absent[:10]} were not extracted")
         return np.asarray([row_of[int(c)] for c in clips], dtype=np.int64)
 
-    def layer(self, layer: int) -> da.Array:
-        """Lazy (clips, T', h, w, C) float16 array over all shards, chunked one feature frame per chunk."""
+    def read(self, layer: int, rows: Sequence[int]) -> np.ndarray:
+        """(len(rows), T', h, w, C) float16 of rows of :meth:`layer`, one shard read per clip."""
+        self._check_layer(layer)
+        offsets = self._row_offsets
+        out = []
+        for row in rows:
+            shard = int(np.searchsorted(offsets, row, side="right")) - 1
+            out.append(self.shards[shard][layer_key(layer)][int(row - offsets[shard])])
+        return np.stack(out)
+
+    @cached_property
+    def _row_offsets(self) -> np.ndarray:
+        """First row of each shard in :meth:`layer`'s clip order."""
+        return np.cumsum([0] + [shard["clip_index"].shape[0] for shard in self.shards])
+
+    def _check_layer(self, layer: int) -> None:
         if layer not in self.layers:
             raise StoreError(f"feature store {self.paths[0].parent}: no layer {layer}; it has {self.layers}")
+
+    def layer(self, layer: int) -> da.Array:
+        """Lazy (clips, T', h, w, C) float16 array over all shards, chunked one feature frame per chunk:
+        the out-of-core view for Dask and xarray users (probes use :meth:`read`)."""
+        self._check_layer(layer)
         return da.concatenate([da.from_zarr(shard[layer_key(layer)]) for shard in self.shards], axis=0)
 
 

@@ -43,7 +43,7 @@ class FeatureSource:
     def __init__(self, source: SourceId, shard_paths: Sequence[str | Path]) -> None:
         self.id = source
         self.store = FeatureStore(shard_paths)
-        self.array = self.store.layer(source.layer)
+        self.array = self.store.layer(source.layer)  # lazy view: shapes, and out-of-core use
 
     @property
     def frame_index(self) -> np.ndarray:
@@ -62,11 +62,11 @@ class FeatureSource:
         return self.store.attrs
 
     def clips(self, clips: Sequence[int]) -> np.ndarray:
-        """(len(clips), T', h, w, C) features of the given clip-store clips."""
-        rows = self.store.rows_of(clips)
-        return self.array[rows].compute().astype(np.float32)
+        """(len(clips), T', h, w, C) float32 features of the given clip-store clips."""
+        return self.store.read(self.id.layer, self.store.rows_of(clips)).astype(np.float32)
 
     def pooled(self, clips: Sequence[int]) -> np.ndarray:
-        """(len(clips), C) features averaged over frames and grid cells, computed chunk by chunk."""
+        """(len(clips), C) features averaged over frames and grid cells, one clip in memory at a time."""
         rows = self.store.rows_of(clips)
-        return self.array[rows].astype(np.float32).mean(axis=(1, 2, 3)).compute()
+        return np.stack([self.store.read(self.id.layer, [row])[0].astype(np.float32).mean(axis=(0, 1, 2))
+                         for row in rows])
