@@ -34,17 +34,17 @@ and only for rays that hit its bounding sphere; the room is intersected analytic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-__all__ = ["CLASS_NAMES", "SyntheticSpec", "render_clip", "clip_splits", "clip_ids"]
+__all__ = ["CLASS_NAMES", "SyntheticSpec", "clip_ids", "clip_splits", "render_clip"]
 
 CLASS_NAMES: tuple[str, ...] = ("cube", "sphere", "cylinder", "cone", "torus", "pyramid")
 
 HFOV_DEG = 65.0
-HIT_EPS = 1e-4  # metres; rooms are ~5-10 m, so hits are accurate to ~1e-5 of the scene size
+HIT_EPS = 1e-4  # metres; rooms are ~7-11 m across, so hits are accurate to ~1e-5 of the scene size
 MAX_STEPS = 200
 NORMAL_STEP = 2e-4
 AMBIENT = 0.3
@@ -141,7 +141,7 @@ def _tag_counts(semantic: np.ndarray) -> np.ndarray:
     flat = semantic.reshape(semantic.shape[0], -1).astype(np.int64)
     # Offset each frame's labels into its own block so one bincount counts all frames.
     offsets = np.arange(semantic.shape[0])[:, None] * n_cls
-    labels = np.where(flat >= 0, flat + offsets, -1)[flat >= 0]
+    labels = (flat + offsets)[flat >= 0]
     counts = np.bincount(labels, minlength=semantic.shape[0] * n_cls)
     return counts.reshape(semantic.shape[0], n_cls).astype(np.int32)
 
@@ -255,8 +255,10 @@ class _Texture:
     period: float
     waves: np.ndarray  # (3, 3) wave vectors: stripe direction / noise frequencies
     phases: np.ndarray  # (3,)
+    offset: np.ndarray  # (3,) keeps cell boundaries off flat faces, which would speckle
 
     def albedo(self, p: np.ndarray) -> np.ndarray:
+        p = p + self.offset
         if self.kind == 0:
             mix = np.zeros(len(p))
         elif self.kind == 1:
@@ -321,7 +323,7 @@ class _Orbit:
         r = _lerp(*self.radius, s)
         centres = np.stack([r * np.cos(theta), _lerp(*self.height, s), r * np.sin(theta)], axis=1)
         targets = self.target[0] + s[:, None] * (self.target[1] - self.target[0])
-        return centres, np.stack([_look_at(c, t) for c, t in zip(centres, targets)])
+        return centres, np.stack([_look_at(c, t) for c, t in zip(centres, targets, strict=True)])
 
 
 @dataclass(frozen=True)
@@ -363,7 +365,9 @@ def _sample_texture(rng: np.random.Generator, period: tuple[float, float], solid
     c1 = _random_colour(rng) if rng.uniform() < 0.5 else c0 * rng.uniform(0.35, 0.75)
     waves = rng.normal(size=(3, 3))
     waves /= np.linalg.norm(waves, axis=1, keepdims=True)
-    return _Texture(kind, np.stack([c0, c1]), float(rng.uniform(*period)), waves, rng.uniform(0, 2 * np.pi, 3))
+    size = float(rng.uniform(*period))
+    phases, offset = rng.uniform(0, 2 * np.pi, 3), rng.uniform(0.1, 0.9, 3) * size
+    return _Texture(kind, np.stack([c0, c1]), size, waves, phases, offset)
 
 
 def _sample_objects(rng: np.random.Generator, n: int) -> tuple[tuple[_Object, ...], float]:
@@ -513,7 +517,9 @@ def _shade(scene: _Scene, points: np.ndarray, dirs: np.ndarray, hit: _Hit) -> np
     room = hit.instance == 0
     for f, tex in enumerate(scene.room.textures):
         sel = np.flatnonzero(room & (hit.face == f))
-        albedo[sel] = tex.albedo(points[sel])
+        flat = points[sel]
+        flat[:, f // 2] = 0.0  # a face is a plane: its own coordinate only carries rounding noise
+        albedo[sel] = tex.albedo(flat)
         normal[sel] = np.eye(3)[f // 2] * (-1.0 if f % 2 else 1.0)  # faces point into the room
     for i, obj in enumerate(scene.objects, start=1):
         sel = np.flatnonzero(hit.instance == i)
