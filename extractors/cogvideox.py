@@ -77,7 +77,6 @@ class CogVideoXT2VSpec(VideoFamilySpec):
     components: ClassVar[tuple[str, ...]] = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
     blocks_attr: ClassVar[str] = "transformer_blocks"
     num_layers_key: ClassVar[str] = "num_layers"
-    temporal_compression: ClassVar[int] = 4
     spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
     latent_channel_factor: ClassVar[int] = 1  # transformer in_channels = factor x VAE latent channels
     other_family: ClassVar[str] = "cogvideox-i2v"  # named in the error for a checkpoint of the other kind

@@ -1,6 +1,7 @@
 """Video diffusion transformers (diffusers) as frozen feature sources: one denoiser pass, no sampling.
 
-The common recipe, shared by every family (family differences live in :mod:`extractors.video_families`):
+The common recipe, shared by every family (family differences live in :mod:`extractors.wan` and
+:mod:`extractors.cogvideox`):
 
 1. frames -> the model's frame count and resolution, scaled to [-1, 1];
 2. VAE posterior **mean**, normalised as the family's pipeline does;
@@ -112,11 +113,12 @@ class PlannedCheckpoint:
 
 def open_checkpoint(location: str) -> Checkpoint | PlannedCheckpoint:
     """The checkpoint at ``location``; a not-yet-built tiny demo model is planned, not an error."""
-    from extractors.tiny_models import TINY_MODELS
+    from extractors.tiny_models import tiny_model_name
 
     path = Path(location)
-    if not path.exists() and path.name in TINY_MODELS:
-        return PlannedCheckpoint(location, path.name)
+    tiny = tiny_model_name(location)
+    if not path.exists() and tiny is not None:
+        return PlannedCheckpoint(location, tiny)
     if not path.exists() and ("/" not in location or location.startswith((".", "/"))):
         raise CheckpointError(f"checkpoint {location!r} does not exist")
     return Checkpoint(location)
@@ -375,8 +377,8 @@ class DiffusionVideoExtractor(Extractor):
             grid = spec.latent_grid(latents.shape, self.transformer.config)
             frame_index = spec.frame_index(grid[0])
             keep = self._in_context(frame_index)
-            return {level.timestep: ClipFeatures(self._features_at(level, latents, layers, clip_inputs, clip, grid, keep),
-                                                 frame_index[keep])
+            return {level.timestep: ClipFeatures(
+                        self._features_at(level, latents, layers, clip_inputs, clip, grid, keep), frame_index[keep])
                     for level in levels}
 
     def _features_at(self, level: NoiseLevel, latents: Any, layers: tuple[int, ...], clip_inputs: dict[str, Any],

@@ -57,7 +57,8 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
                                      fingerprint={"model": model.to_json(), "timestep": t, "seed": seed,
                                                   "dataset": dataset})
                for t, path in outputs.items()}
-    pending = sorted(set().union(*(w.pending for w in writers.values())))
+    pending_by_timestep = {t: set(w.pending) for t, w in writers.items()}  # read once, not per clip
+    pending = sorted(set().union(*pending_by_timestep.values()))
     if len(pending) < len(clips):
         log.info("resuming %s shard %d: %d of %d clips still to extract", model.name, shard, len(pending), len(clips))
     if pending:
@@ -65,7 +66,7 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     frames = clips_store.zarr_array("frames")
     for position in tqdm(pending, desc=f"{model.name} {dataset} shard {shard}", unit="clip", disable=not progress):
         clip = clips[position]
-        todo = tuple(t for t, w in writers.items() if position in w.pending)
+        todo = tuple(t for t, positions in pending_by_timestep.items() if position in positions)
         for timestep, features in extractor.extract_timesteps(frames[clip], model.layers, todo, clip=clip).items():
             writers[timestep].write_clip(position, features)
     return [writer.finish(_attributes(clips_store, dataset, model, t, seed,

@@ -85,15 +85,12 @@ def apply_preset(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _check_preset_facts(name: str, entry: Mapping[str, Any], extractor: Extractor) -> None:
-    if "preset" not in entry:
-        return
-    preset = PRESETS[entry["preset"]]
+def _check_preset_facts(name: str, preset_name: str, checkpoint: str | None, extractor: Extractor) -> None:
+    preset = PRESETS[preset_name]
     found = extractor.num_layers(), extractor.channels()
     if found != (preset.blocks, preset.channels):
-        raise ModelConfigError(f"model {name!r}: checkpoint {entry.get('checkpoint', preset.hub_id)!r} has "
-                               f"{found[0]} blocks of {found[1]} channels, but preset {entry['preset']!r} is "
-                               f"{preset.blocks} blocks of {preset.channels}")
+        raise ModelConfigError(f"model {name!r}: checkpoint {checkpoint!r} has {found[0]} blocks of {found[1]} "
+                               f"channels, but preset {preset_name!r} is {preset.blocks} blocks of {preset.channels}")
 
 
 def extractor_class(family: str, *, model: str = "model") -> type[Extractor]:
@@ -164,7 +161,7 @@ def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> Mode
     """Resolve one ``models:`` entry: family known, options valid, layers in range, timesteps sensible."""
     if "@" in name or "/" in name:
         raise ModelConfigError(f"model name {name!r} may not contain '@' or '/'")
-    preset_entry = entry
+    preset_name = entry.get("preset")
     entry = apply_preset(name, entry)
     family = entry.get("family")
     cls = extractor_class(family, model=name)
@@ -174,6 +171,7 @@ def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> Mode
     for timestep in timesteps:
         if timestep is not None:
             extractor.check_timestep(timestep)
-    _check_preset_facts(name, {**preset_entry, "checkpoint": entry.get("checkpoint")}, extractor)
+    if preset_name is not None:
+        _check_preset_facts(name, preset_name, entry.get("checkpoint"), extractor)
     return ModelConfig(name, family, cls.paradigm, layers, timesteps, dict(entry.get("options", {})),
                        entry.get("checkpoint"), extractor.random_init)

@@ -48,6 +48,17 @@ from extractors.cogvideox import COGVIDEOX_TINY  # noqa: E402
 TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN, "tiny-wan-i2v": _WAN_I2V, **COGVIDEOX_TINY}
 
 
+def tiny_model_name(location: str) -> str | None:
+    """The tiny model a checkpoint location names (its last path part), else None."""
+    name = Path(location).name
+    return name if name in TINY_MODELS else None
+
+
+def built_by_workflow(location: str) -> bool:
+    """Whether the workflow's tiny_model rule writes this checkpoint (``TINY_ROOT/<tiny name>``)."""
+    return Path(location).parent == TINY_ROOT and tiny_model_name(location) is not None
+
+
 def tiny_config(name: str, component: str) -> dict[str, Any]:
     """A tiny model's component config, as its config.json will read (``_class_name`` included)."""
     class_name, config = TINY_MODELS[name][component]

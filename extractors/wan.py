@@ -21,7 +21,6 @@ class WanT2VSpec(VideoFamilySpec):
     components: ClassVar[tuple[str, ...]] = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
     blocks_attr: ClassVar[str] = "blocks"
     num_layers_key: ClassVar[str] = "num_layers"
-    temporal_compression: ClassVar[int] = 4
     spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
 
     @staticmethod

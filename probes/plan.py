@@ -19,6 +19,7 @@ import yaml
 from clipstore import CLIP_ARRAYS, StoreError, open_clip_store
 from extractors.job import num_shards
 from extractors.registry import ModelConfig, resolve_model
+from extractors.tiny_models import built_by_workflow
 from probes.sources import SourceId
 from probes.tasks import Task, resolve_task
 
@@ -128,8 +129,7 @@ class WorkflowPlan:
         checkpoint = self.models[model].checkpoint
         if checkpoint is None:
             return []
-        path = Path(checkpoint)
-        return [checkpoint] if path.exists() or path.parent == Path("resources/models") else []
+        return [checkpoint] if Path(checkpoint).exists() or built_by_workflow(checkpoint) else []
 
     # --- probes ---------------------------------------------------------------------------------------
     def sources(self) -> list[SourceId]:

@@ -1,4 +1,3 @@
-import json
 import os
 import re
 import sys
@@ -10,7 +9,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 sys.path.insert(0, workflow.basedir)
 
 from clipstore import StoreError
-from extractors.tiny_models import TINY_MODELS
+from extractors.tiny_models import TINY_MODELS, TINY_ROOT
 from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan, validate_config
 
 try:

@@ -1,7 +1,7 @@
 rule tiny_model:
     """Write a tiny random-initialised pipeline (demo and tests) with save_pretrained."""
     output:
-        directory("resources/models/{tiny}"),
+        directory(f"{TINY_ROOT}/{{tiny}}"),
     params:
         seed=PLAN.seed,
     wildcard_constraints:
