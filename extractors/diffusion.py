@@ -17,8 +17,6 @@ schedulers, alpha_bar = alphas_cumprod[t] for DDPM-style ones. Heavy libraries a
 
 from __future__ import annotations
 
-import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,13 +24,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import ClipFeatures, Extractor, OptionError
+from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device
+from extractors.hooks import StopForward, capture_blocks, run_until_deepest
+
+__all__ = ["CheckpointError", "StopForward", "capture_blocks", "run_until_deepest", "Checkpoint",
+           "DiffusionVideoExtractor", "VideoFamilySpec", "NoiseLevel", "noise_level", "open_checkpoint"]
 
 
-class CheckpointError(ValueError):
-    """A checkpoint directory that cannot serve this family (missing component, unreadable config)."""
-
-
-class Checkpoint:
+class Checkpoint(CheckpointFiles):
     """A diffusers pipeline checkpoint: a local directory (or a hub id already in the local cache).
 
     Components are loaded one at a time from the classes ``model_index.json`` names, so a job can free the
@@ -40,28 +39,10 @@ class Checkpoint:
     """
 
     def __init__(self, location: str) -> None:
-        self.location = location
-        self.path = Path(location)
-        index = self._read("model_index.json")
+        super().__init__(location)
+        index = self.read_json("model_index.json")
         self.components = {name: spec for name, spec in index.items()
                            if not name.startswith("_") and isinstance(spec, list) and spec[0] is not None}
-
-    def _resolve(self, relative: str) -> Path:
-        if self.path.exists():
-            return self.path / relative
-        from huggingface_hub import hf_hub_download  # a hub id: only what is already cached locally
-
-        try:
-            return Path(hf_hub_download(self.location, relative, local_files_only=True))
-        except Exception as err:  # noqa: BLE001 - any hub failure means "not available here"
-            raise CheckpointError(f"checkpoint {self.location!r}: no local directory and {relative} is not in "
-                                  f"the local Hugging Face cache ({type(err).__name__})") from None
-
-    def _read(self, relative: str) -> dict[str, Any]:
-        path = self._resolve(relative)
-        if not path.exists():
-            raise CheckpointError(f"checkpoint {self.location!r} lacks {relative}")
-        return json.loads(path.read_text())
 
     def require(self, names: tuple[str, ...]) -> None:
         missing = [n for n in names if n not in self.components]
@@ -77,7 +58,7 @@ class Checkpoint:
         without importing its library."""
         self.require((component,))
         name = "scheduler_config.json" if component == "scheduler" else "config.json"
-        return self._read(f"{component}/{name}")
+        return self.read_json(f"{component}/{name}")
 
     def load(self, component: str, **kwargs: Any) -> Any:
         """Load one component with ``from_pretrained`` through the class ``model_index.json`` names."""
@@ -211,43 +192,6 @@ def causal_frame_index(latent_frames: int, compression: int) -> np.ndarray:
     return np.asarray([0] + [compression * k + 1 for k in range(latent_frames - 1)], dtype=np.int64)
 
 
-class StopForward(Exception):
-    """Raised by the hook of the deepest requested block: nothing after it needs to run."""
-
-
-@contextmanager
-def capture_blocks(blocks: Any, layers: tuple[int, ...], output_of: Any):
-    """Record ``output_of(block output)`` for ``layers``; stop the forward after the deepest one.
-
-    Yields the dict the captures land in. Hooks are removed on exit, whatever happens.
-    """
-    captured: dict[int, Any] = {}
-    deepest = max(layers)
-
-    def hook(index: int):
-        def record(_module, _inputs, output):
-            captured[index] = output_of(output).detach()
-            if index == deepest:
-                raise StopForward
-        return record
-
-    handles = [blocks[i].register_forward_hook(hook(i)) for i in layers]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def run_until_deepest(forward: Any) -> None:
-    """Call ``forward()``; a StopForward from the deepest block's hook is the normal end."""
-    try:
-        forward()
-    except StopForward:
-        return
-    raise RuntimeError("the forward finished without reaching the deepest requested block")
-
-
 class DiffusionVideoExtractor(Extractor):
     """The common recipe; a family subclass sets ``family_spec`` and the registry names it."""
 
@@ -308,13 +252,10 @@ class DiffusionVideoExtractor(Extractor):
 
     # --- loading ----------------------------------------------------------------------------------------
     def load(self) -> None:
-        import torch
-
-        cuda = self.options["device"] in ("auto", "cuda") and torch.cuda.is_available()
-        if self.options["device"] == "cuda" and not cuda:
-            raise OptionError(f"model {self.name!r}: device 'cuda' requested but CUDA is not available")
-        self.device = torch.device("cuda" if cuda else "cpu")
-        self.dtype = torch.bfloat16 if cuda else torch.float32
+        try:
+            self.device, self.dtype = choose_device(self.options["device"], self.name)
+        except ValueError as err:
+            raise OptionError(str(err)) from None
         self.text = self._encode_empty_prompt()  # the text encoder is freed before the big models load
         self.vae = self.checkpoint.load("vae", torch_dtype=self.dtype).to(self.device).eval()
         if self.options["vae_tiling"]:

@@ -1,0 +1,60 @@
+"""Checkpoint files and devices, shared by the diffusers (VGM) and transformers (VLM) extractors.
+
+A checkpoint is a local directory or a hub id that is already in the local Hugging Face cache: nothing here
+downloads. Configs are read as JSON, so planning a workflow never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot serve a family (missing file or component, unreadable config, missing weights)."""
+
+
+class CheckpointFiles:
+    """Files of one checkpoint, from its directory or from the local Hugging Face cache."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.path = Path(location)
+
+    def resolve(self, relative: str) -> Path:
+        if self.path.exists():
+            return self.path / relative
+        from huggingface_hub import hf_hub_download  # a hub id: only what is already cached locally
+
+        try:
+            return Path(hf_hub_download(self.location, relative, local_files_only=True))
+        except Exception as err:  # noqa: BLE001 - any hub failure means "not available here"
+            raise CheckpointError(f"checkpoint {self.location!r}: no local directory and {relative} is not in "
+                                  f"the local Hugging Face cache ({type(err).__name__})") from None
+
+    def read_json(self, relative: str) -> dict[str, Any]:
+        path = self.resolve(relative)
+        if not path.exists():
+            raise CheckpointError(f"checkpoint {self.location!r} lacks {relative}")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"checkpoint {self.location!r}: {relative} is not valid JSON ({err})") from None
+
+    def optional_json(self, relative: str) -> dict[str, Any] | None:
+        """A JSON file the checkpoint may lack (e.g. preprocessor_config.json)."""
+        try:
+            return self.read_json(relative)
+        except CheckpointError:
+            return None
+
+
+def choose_device(option: str, model: str) -> tuple[Any, Any]:
+    """(device, dtype) for ``option`` auto | cuda | cpu: CUDA runs in bfloat16, the CPU in float32."""
+    import torch
+
+    cuda = option in ("auto", "cuda") and torch.cuda.is_available()
+    if option == "cuda" and not cuda:
+        raise ValueError(f"model {model!r}: device 'cuda' requested but CUDA is not available")
+    return (torch.device("cuda"), torch.bfloat16) if cuda else (torch.device("cpu"), torch.float32)
