@@ -70,6 +70,10 @@ class Extractor(ABC):
     def num_layers(self) -> int:
         """Number of selectable layers; must not load weights."""
 
+    def named_layers(self) -> dict[str, tuple[int, ...]]:
+        """Layer sets a config may name instead of listing indices (e.g. Qwen3-VL's ``deepstack``)."""
+        return {}
+
     def channels(self) -> int | None:
         """Channels of the stored features, when known without loading weights."""
         return None

@@ -17,14 +17,17 @@ class LayerSpecError(ValueError):
     """A layer spec that cannot be resolved against a model's block list."""
 
 
-def resolve_layers(spec: LayerSpec, num_layers: int, *, model: str = "model") -> tuple[int, ...]:
-    """Resolve ``spec`` against ``num_layers`` blocks; ``model`` names the model in error messages."""
+def resolve_layers(spec: LayerSpec, num_layers: int, *, model: str = "model",
+                   named: Sequence[str] = ()) -> tuple[int, ...]:
+    """Resolve ``spec`` against ``num_layers`` blocks; ``model`` names the model in error messages and
+    ``named`` the layer-set names its family offers (resolved by the caller), listed in errors."""
     if num_layers < 1:
         raise LayerSpecError(f"{model}: has {num_layers} layers; nothing to select")
     if spec == "all":
         return tuple(range(num_layers))
     if isinstance(spec, (str, bytes)) or not isinstance(spec, Sequence) or len(spec) == 0:
-        raise LayerSpecError(f"{model}: layers must be 'all' or a non-empty list of integers, got {spec!r}")
+        names = "".join(f", '{n}'" for n in named)
+        raise LayerSpecError(f"{model}: layers must be 'all'{names} or a non-empty list of integers, got {spec!r}")
     resolved = set()
     for index in spec:
         if isinstance(index, bool) or not isinstance(index, int):

@@ -21,6 +21,11 @@ FAMILIES: dict[str, str] = {
     "wan-i2v": "extractors.wan:WanI2VExtractor",
     "cogvideox-t2v": "extractors.cogvideox:CogVideoXT2VExtractor",
     "cogvideox-i2v": "extractors.cogvideox:CogVideoXI2VExtractor",
+    "qwen2.5-vl": "extractors.qwen:Qwen25VLExtractor",
+    "qwen3-vl": "extractors.qwen:Qwen3VLExtractor",
+    "internvl": "extractors.internvl:InternVLExtractor",
+    "siglip": "extractors.towers:SiglipExtractor",
+    "clip": "extractors.towers:ClipExtractor",
 }
 
 
@@ -32,34 +37,44 @@ class ModelConfigError(ValueError):
 class Preset:
     """The paper's facts about one checkpoint; a config entry ``preset: NAME`` starts from these.
 
-    ``layers`` are the paper's probing layers (18 for ScanNet semantics, 20 for DL3DV geometry) and
-    ``timestep`` the value fed to the denoiser that the paper's "index 749" means for the family.
-    ``blocks`` and ``channels`` are checked against the checkpoint's transformer config.
+    ``layers`` are the paper's probing layers: for VGMs 18 (ScanNet semantics) and 20 (DL3DV geometry) at
+    ``timestep``, the value fed to the denoiser that the paper's "index 749" means for the family; for VLMs
+    the language model's ``hidden_states`` index of the paper (route ``llm``). ``blocks`` (selectable layers
+    of that route: VLMs have decoder layers + 1) and ``channels`` are checked against the checkpoint.
     """
 
     family: str
     hub_id: str
-    frames: int
-    resolution: tuple[int, int]
     blocks: int
     channels: int
-    timestep: int
-    max_text_tokens: int
-    layers: tuple[int, ...] = (18, 20)
+    layers: tuple[int, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    timestep: int | None = None
 
     def entry(self) -> dict[str, Any]:
-        return {"family": self.family, "checkpoint": self.hub_id, "layers": list(self.layers),
-                "timesteps": [self.timestep],
-                "options": {"frames": self.frames, "resolution": list(self.resolution),
-                            "max_text_tokens": self.max_text_tokens}}
+        entry = {"family": self.family, "checkpoint": self.hub_id, "layers": list(self.layers),
+                 "options": dict(self.options)}
+        if self.timestep is not None:
+            entry["timesteps"] = [self.timestep]
+        return entry
 
 
 def _wan(hub_id: str, family: str, blocks: int, channels: int) -> Preset:
-    return Preset(family, hub_id, 81, (480, 832), blocks, channels, timestep=500, max_text_tokens=512)
+    return Preset(family, hub_id, blocks, channels, (18, 20), timestep=500,
+                  options={"frames": 81, "resolution": [480, 832], "max_text_tokens": 512})
 
 
 def _cogvideox(hub_id: str, family: str, blocks: int, channels: int) -> Preset:
-    return Preset(family, hub_id, 49, (480, 720), blocks, channels, timestep=250, max_text_tokens=226)
+    return Preset(family, hub_id, blocks, channels, (18, 20), timestep=250,
+                  options={"frames": 49, "resolution": [480, 720], "max_text_tokens": 226})
+
+
+def _vlm(hub_id: str, family: str, decoder_layers: int, channels: int, layer: int) -> Preset:
+    return Preset(family, hub_id, decoder_layers + 1, channels, (layer,), options={"route": "llm"})
+
+
+def _tower(hub_id: str, family: str, blocks: int, channels: int) -> Preset:
+    return Preset(family, hub_id, blocks, channels, (-1,))
 
 
 PRESETS: dict[str, Preset] = {
@@ -69,6 +84,21 @@ PRESETS: dict[str, Preset] = {
     "CogVideoX-2b": _cogvideox("THUDM/CogVideoX-2b", "cogvideox-t2v", 30, 1920),
     "CogVideoX-5b": _cogvideox("THUDM/CogVideoX-5b", "cogvideox-t2v", 42, 3072),
     "CogVideoX-5b-I2V": _cogvideox("THUDM/CogVideoX-5b-I2V", "cogvideox-i2v", 42, 3072),
+    # VLMs: the paper's layer per family (Qwen2.5-VL 21, Qwen3-VL 22, InternVL3 18, InternVL3.5 22).
+    "Qwen2.5-VL-3B": _vlm("Qwen/Qwen2.5-VL-3B-Instruct", "qwen2.5-vl", 36, 2048, 21),
+    "Qwen2.5-VL-7B": _vlm("Qwen/Qwen2.5-VL-7B-Instruct", "qwen2.5-vl", 28, 3584, 21),
+    "Qwen3-VL-2B": _vlm("Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl", 28, 2048, 22),
+    "Qwen3-VL-4B": _vlm("Qwen/Qwen3-VL-4B-Instruct", "qwen3-vl", 36, 2560, 22),
+    "Qwen3-VL-8B": _vlm("Qwen/Qwen3-VL-8B-Instruct", "qwen3-vl", 36, 4096, 22),
+    # InternVL through the transformers-native conversions (-hf / -HF), never trust_remote_code.
+    "InternVL3-1B": _vlm("OpenGVLab/InternVL3-1B-hf", "internvl", 24, 896, 18),
+    "InternVL3-2B": _vlm("OpenGVLab/InternVL3-2B-hf", "internvl", 28, 1536, 18),
+    "InternVL3-8B": _vlm("OpenGVLab/InternVL3-8B-hf", "internvl", 28, 3584, 18),
+    "InternVL3.5-4B": _vlm("OpenGVLab/InternVL3_5-4B-HF", "internvl", 36, 2560, 22),
+    "InternVL3.5-8B": _vlm("OpenGVLab/InternVL3_5-8B-HF", "internvl", 36, 4096, 22),
+    # Image-text contrastive towers as baselines: the last block's patch tokens.
+    "SigLIP2-so400m-384": _tower("google/siglip2-so400m-patch14-384", "siglip", 27, 1152),
+    "CLIP-ViT-L-14": _tower("openai/clip-vit-large-patch14", "clip", 24, 1024),
 }
 
 
@@ -87,6 +117,8 @@ def apply_preset(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_preset_facts(name: str, preset_name: str, checkpoint: str | None, extractor: Extractor) -> None:
     preset = PRESETS[preset_name]
+    if extractor.options.get("route") != preset.options.get("route"):
+        return  # another route of the checkpoint (e.g. the vision tower): the preset's counts do not apply
     found = extractor.num_layers(), extractor.channels()
     if found != (preset.blocks, preset.channels):
         raise ModelConfigError(f"model {name!r}: checkpoint {checkpoint!r} has {found[0]} blocks of {found[1]} "
@@ -166,7 +198,11 @@ def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> Mode
     family = entry.get("family")
     cls = extractor_class(family, model=name)
     extractor = cls(name, entry.get("options", {}), seed=seed, checkpoint=entry.get("checkpoint"))
-    layers = resolve_layers(entry.get("layers", "all"), extractor.num_layers(), model=name)
+    spec = entry.get("layers", "all")
+    named = extractor.named_layers()
+    if isinstance(spec, str) and spec in named:
+        spec = list(named[spec])
+    layers = resolve_layers(spec, extractor.num_layers(), model=name, named=sorted(named))
     timesteps = _resolve_timesteps(name, entry, cls.uses_timestep)
     for timestep in timesteps:
         if timestep is not None:

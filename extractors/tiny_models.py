@@ -1,6 +1,7 @@
-"""Tiny random-initialised diffusers pipelines for the demo and the tests (no downloads, no weights).
+"""Tiny random-initialised models for the demo and the tests (no downloads, no weights).
 
-Each entry is the config of a real pipeline of the same classes the paper's checkpoints use, shrunk to run
+Each entry is the config of a real diffusers pipeline, or of a real transformers model (key
+``transformers``: class name and config), of the same classes the paper's checkpoints use, shrunk to run
 in seconds on a CPU. :func:`build_tiny_model` writes one with ``save_pretrained``; extractors then load it
 through exactly the ``from_pretrained`` path real checkpoints take. Sources made from them are labelled
 random-init everywhere (``options: {random_init: true}`` in the config).
@@ -42,10 +43,14 @@ _WAN_I2V = {
         "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}),
 }
 
-# CogVideoX's tiny configs live beside its extractor (extractors/cogvideox.py).
+# Other families' tiny configs live beside their extractors.
 from extractors.cogvideox import COGVIDEOX_TINY  # noqa: E402
+from extractors.internvl import INTERNVL_TINY  # noqa: E402
+from extractors.qwen import QWEN_TINY  # noqa: E402
+from extractors.towers import TOWER_TINY  # noqa: E402
 
-TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN, "tiny-wan-i2v": _WAN_I2V, **COGVIDEOX_TINY}
+TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN, "tiny-wan-i2v": _WAN_I2V, **COGVIDEOX_TINY,
+                                          **QWEN_TINY, **INTERNVL_TINY, **TOWER_TINY}
 
 
 def tiny_model_name(location: str) -> str | None:
@@ -63,6 +68,44 @@ def tiny_config(name: str, component: str) -> dict[str, Any]:
     """A tiny model's component config, as its config.json will read (``_class_name`` included)."""
     class_name, config = TINY_MODELS[name][component]
     return {"_class_name": class_name, **config}
+
+
+def tiny_transformers_config(name: str) -> dict[str, Any]:
+    """A tiny transformers model's config, with the keys its config.json will have that extractors read."""
+    class_name, config = TINY_MODELS[name]["transformers"]
+    return {"architectures": [class_name], **config}
+
+
+# Special tokens of the tiny VLM tokenizer, at the ids the tiny configs name (ChatML, Qwen and InternVL).
+VLM_SPECIAL_TOKENS = {"<|im_start|>": 240, "<|im_end|>": 241, "<|endoftext|>": 242, "<img>": 246, "</img>": 247,
+                      "<IMG_CONTEXT>": 248, "<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252,
+                      "<|vision_end|>": 253}
+
+
+def _vlm_tokenizer() -> Any:
+    """A 256-token word-level tokenizer with the VLM special tokens at fixed ids (offline, built in code)."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "Frame", ":", "Describe", "the", "scene", ".", *map(str, range(100))]
+    vocab = {word: i for i, word in enumerate(words)} | VLM_SPECIAL_TOKENS
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in VLM_SPECIAL_TOKENS])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>",
+                                   eos_token="<|im_end|>")
+
+
+def _build_tiny_transformers(name: str, path: Path) -> None:
+    from transformers import AutoConfig
+
+    from extractors.vlm import transformers_class
+
+    class_name, config = TINY_MODELS[name]["transformers"]
+    model = transformers_class(class_name)(AutoConfig.for_model(**config))
+    model.save_pretrained(path)
+    if TINY_MODELS[name].get("tokenizer", True):
+        _vlm_tokenizer().save_pretrained(path)
 
 
 def _tokenizer() -> Any:
@@ -98,6 +141,12 @@ def build_tiny_model(name: str, path: str | os.PathLike, seed: int = 0) -> Path:
 
     spec = TINY_MODELS[name]
     torch.manual_seed(seed)
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    if "transformers" in spec:
+        _build_tiny_transformers(name, partial)
+        partial.rename(path)
+        return path
     parts = {"tokenizer": _tokenizer()}
     for component, value in spec.items():
         if component == "pipeline":
@@ -106,8 +155,6 @@ def build_tiny_model(name: str, path: str | os.PathLike, seed: int = 0) -> Path:
         library = "transformers" if component in TRANSFORMERS_COMPONENTS else "diffusers"
         parts[component] = _component(library, class_name, config)
     pipeline = getattr(importlib.import_module("diffusers"), spec["pipeline"])(**parts)
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
     pipeline.save_pretrained(partial)
     partial.rename(path)
     return path

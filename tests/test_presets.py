@@ -16,7 +16,11 @@ def test_every_preset_names_a_registered_family() -> None:
 
 def test_paper_timesteps_and_layers() -> None:
     assert PRESETS["Wan2.1-T2V-14B"].timestep == 500 and PRESETS["CogVideoX-5b"].timestep == 250
-    assert all(p.layers == (18, 20) for p in PRESETS.values())
+    assert all(p.layers == (18, 20) for p in PRESETS.values() if p.timestep is not None)
+    vlm_layers = {name: p.layers for name, p in PRESETS.items() if p.options.get("route") == "llm"}
+    assert vlm_layers["Qwen3-VL-8B"] == (22,) and vlm_layers["Qwen2.5-VL-7B"] == (21,)
+    assert vlm_layers["InternVL3-8B"] == (18,) and vlm_layers["InternVL3.5-8B"] == (22,)
+    assert len(vlm_layers) == 10
     assert (PRESETS["Wan2.1-T2V-1.3B"].blocks, PRESETS["Wan2.1-T2V-1.3B"].channels) == (30, 1536)
 
 
