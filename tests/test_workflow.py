@@ -15,6 +15,7 @@ import yaml
 
 from clipstore import write_clip_store
 from clipstore.synthetic import SyntheticSpec, render_clip
+from extractors.featurestore import open_feature_store
 from tests.conftest import REPO
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -30,6 +31,8 @@ SMALL_CONFIG = {
         "wan": {"family": "wan-t2v", "checkpoint": "resources/models/tiny-wan-t2v", "layers": [-1],
                 "timesteps": [500], "options": {"frames": 5, "resolution": [32, 32], "random_init": True,
                                                 "max_text_tokens": 8}},
+        "qwen": {"family": "qwen2.5-vl", "checkpoint": "resources/models/tiny-qwen2.5-vl", "layers": [-1],
+                 "options": {"random_init": True}},
     },
     "extraction": {"clips_per_shard": 8},
     "tasks": {"depth": {"probes": {"linear": {}}}},
@@ -74,10 +77,11 @@ def test_dag_runs_end_to_end_and_says_where_the_table_is(demo_run) -> None:
     assert f"Results table: {workdir / 'results/tables/summary.md'}" in output
     rows = list(csv.DictReader((workdir / "results/tables/summary.csv").open()))
     assert [r["source"] for r in rows] == ["pixels@none@L0", "random-patch@none@L0", "random-patch@none@L1",
-                                           "wan@t500@L2"]
+                                           "qwen@none@L2", "wan@t500@L2"]
     for row in rows:
         assert 0 < float(row["depth/linear/AbsRel"]) < 2 and 0 <= float(row["depth/linear/delta1"]) <= 1
-    assert [(r["paradigm"], r["random_init"]) for r in rows] == [("baseline", "False")] * 3 + [("vgm", "True")]
+    assert [(r["paradigm"], r["random_init"]) for r in rows] == [("baseline", "False")] * 3 + [("vlm", "True"),
+                                                                                                 ("vgm", "True")]
     assert "wan@t500@L2 (random-init)" in (workdir / "results/tables/summary.md").read_text()
     for path in ("results/data/tiny.zarr", "results/features/tiny/pixels/none/shard-1.zarr",
                  "results/tables/summary.md", "results/tables/summary.tex", "results/plots/summary.png",
@@ -85,6 +89,9 @@ def test_dag_runs_end_to_end_and_says_where_the_table_is(demo_run) -> None:
                  "results/benchmarks/probe/tiny/depth/pixels@none@L0/linear.tsv"):
         assert (workdir / path).exists(), path
     assert not list((workdir / "results").rglob("*.partial")), "no half-written output may remain"
+    vlm_store = open_feature_store([workdir / "results/features/tiny/qwen/none/shard-0.zarr"])
+    assert vlm_store.frame_index.tolist() == [0, 1]  # the query frames of a 5-frame clip
+    assert vlm_store.attrs["input_grid"] == {"resized": [56, 56], "merged_tokens": [2, 2]}
 
 
 @pytest.mark.e2e
