@@ -30,7 +30,8 @@ class Extractor(ABC):
     """Base class: subclasses set the class attributes and implement the abstract methods.
 
     ``paradigm`` groups sources in results tables: ``baseline`` (controls such as pixels or random features),
-    ``vgm`` (video generation models), ``vlm`` (vision-language models).
+    ``vgm`` (video generation models), ``vlm`` (vision-language models), ``vision-encoder`` (contrastive
+    image-text towers such as SigLIP and CLIP).
     """
 
     family: ClassVar[str]

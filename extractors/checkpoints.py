@@ -7,8 +7,13 @@ downloads. Configs are read as JSON, so planning a workflow never imports torch.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from extractors.base import OptionError
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
@@ -58,3 +63,15 @@ def choose_device(option: str, model: str) -> tuple[Any, Any]:
     if option == "cuda" and not cuda:
         raise ValueError(f"model {model!r}: device 'cuda' requested but CUDA is not available")
     return (torch.device("cuda"), torch.bfloat16) if cuda else (torch.device("cpu"), torch.float32)
+
+
+def open_model_checkpoint(model: str, family: str, location: str | None, opener: Callable[[str], T], kind: str) -> T:
+    """``opener(location)`` for a config entry; a missing or unusable checkpoint is an :class:`OptionError`
+    naming the model (``kind`` says what the family loads, e.g. "diffusers pipeline")."""
+    if location is None:
+        raise OptionError(f"model {model!r}: family {family!r} needs 'checkpoint' (a local directory or hub id of "
+                          f"a {kind})")
+    try:
+        return opener(location)
+    except CheckpointError as err:
+        raise OptionError(f"model {model!r}: {err}") from None

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import ClipFeatures, Extractor, OptionError
-from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device
+from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint
 from extractors.hooks import StopForward, capture_blocks, run_until_deepest
 
 __all__ = ["CheckpointError", "StopForward", "capture_blocks", "run_until_deepest", "Checkpoint",
@@ -211,13 +211,7 @@ class DiffusionVideoExtractor(Extractor):
     }
 
     def __init__(self, name: str, options: dict[str, Any], *, seed: int = 0, checkpoint: str | None = None) -> None:
-        if checkpoint is None:
-            raise OptionError(f"model {name!r}: family {self.family!r} needs 'checkpoint' (a local directory or "
-                              f"hub id of a diffusers pipeline)")
-        try:
-            self.checkpoint = open_checkpoint(checkpoint)
-        except CheckpointError as err:
-            raise OptionError(f"model {name!r}: {err}") from None
+        self.checkpoint = open_model_checkpoint(name, self.family, checkpoint, open_checkpoint, "diffusers pipeline")
         super().__init__(name, options, seed=seed, checkpoint=checkpoint)
 
     def validate_options(self) -> None:

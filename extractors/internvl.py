@@ -1,9 +1,10 @@
 """InternVL3 / InternVL3.5 through the transformers-native classes (``InternVLForConditionalGeneration``).
 
-Only the ``-hf`` checkpoints (converted to the native classes) load; the original repositories need
-``trust_remote_code``, which this project never enables by default: set the option
-``trust_remote_code: true`` to allow it explicitly for a checkpoint you trust (it is recorded with the
-features).
+Only the ``-hf`` checkpoints (converted to the native classes) load; the original repositories
+(``model_type: internvl_chat``) need ``trust_remote_code`` and a different module layout, and are refused
+with a clear error. ``trust_remote_code`` is never enabled by default: the option ``trust_remote_code:
+true`` passes it to ``from_pretrained`` (model and tokenizer) for a checkpoint you trust whose config or
+tokenizer ships code; it is recorded with the features.
 
 Each frame is one 448x448 tile (resized whole, no crop and no dynamic tiling, so the token grid covers the
 whole frame): the tower gives 32x32 patches (its class token dropped), the pixel shuffle 16x16 tokens per
@@ -68,7 +69,7 @@ class InternVLExtractor(VisionLanguageExtractor):
         if self.language_route:
             self.model = self.checkpoint.load("InternVLForConditionalGeneration", dtype=self.dtype, **remote)
             self.model = self.model.to(self.device).eval()
-            self.route = LanguageModelRoute(self.checkpoint.tokenizer(), int(self.config["image_token_id"]))
+            self.route = LanguageModelRoute(self.checkpoint.tokenizer(**remote), int(self.config["image_token_id"]))
         else:
             self.tower = self.checkpoint.load_part("InternVLVisionModel", TOWER_KEY_MAPPING, dtype=self.dtype,
                                                    **remote).to(self.device).eval()

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import ClipFeatures, Extractor, OptionError
-from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device
+from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint
 from extractors.hooks import capture_hidden_states, run_until_deepest
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,10 @@ class TransformersCheckpoint(CheckpointFiles):
             raise CheckpointError(f"checkpoint {self.location!r}: {class_name} would run with random weights: "
                                   f"{len(missing)} weight(s) not found ({shown})")
 
-    def tokenizer(self) -> Any:
+    def tokenizer(self, **kwargs: Any) -> Any:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(self.location)
+        return AutoTokenizer.from_pretrained(self.location, **kwargs)
 
 
 class PlannedTransformersCheckpoint:
@@ -151,13 +151,8 @@ class ImageSequenceExtractor(Extractor):
     }
 
     def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0, checkpoint: str | None = None) -> None:
-        if checkpoint is None:
-            raise OptionError(f"model {name!r}: family {self.family!r} needs 'checkpoint' (a local directory or "
-                              f"hub id of a transformers model)")
-        try:
-            self.checkpoint = open_transformers_checkpoint(checkpoint)
-        except CheckpointError as err:
-            raise OptionError(f"model {name!r}: {err}") from None
+        self.checkpoint = open_model_checkpoint(name, self.family, checkpoint, open_transformers_checkpoint,
+                                                "transformers model")
         self.input_grid: dict[str, Any] = {}
         super().__init__(name, options, seed=seed, checkpoint=checkpoint)
 

@@ -1,8 +1,8 @@
 """Results tables and plots from the probe runs' ``metrics.json`` files.
 
 One row per (dataset, source); one column per ``{task}/{probe}/{metric}``; the source's model, family,
-paradigm (baseline / vgm / vlm), timestep, layer and whether its weights are random. The Markdown table adds
-per-paradigm averages, the shape of the paper's Table 1.
+paradigm (baseline / vgm / vlm / vision-encoder), timestep, layer and whether its weights are random. The
+Markdown table adds per-paradigm averages, the shape of the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def plot_summary(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"baseline": "#999999", "vgm": "#d95f02", "vlm": "#1b9e77", "fusion": "#7570b3"}
+    colours = {"baseline": "#999999", "vgm": "#d95f02", "vlm": "#1b9e77", "vision-encoder": "#66a61e",
+               "fusion": "#7570b3"}
     labels = [f"{r['dataset']}: {_source_label(r)}" for r in rows]
     ncols = max(1, min(per_row, len(columns)))
     nrows = max(1, math.ceil(len(columns) / ncols))
