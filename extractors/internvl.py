@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import OptionError
+from extractors.imaging import normalise_uint8, resize_uint8
 from extractors.hooks import capture_blocks, first_output, run_until_deepest
-from extractors.vlm import LanguageModelRoute, VisionLanguageExtractor, normalise, to_pil_resized
+from extractors.vlm import LanguageModelRoute, VisionLanguageExtractor
 
 TOWER_KEY_MAPPING = {r"^(model\.)?vision_tower\.": ""}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -82,7 +83,7 @@ class InternVLExtractor(VisionLanguageExtractor):
         import torch
 
         size = _pair(self.vision["image_size"])
-        values = normalise(to_pil_resized(images, size, self.resample), self.mean, self.std)
+        values = normalise_uint8(resize_uint8(images, size, self.resample), self.mean, self.std, channels_first=True)
         self.record_grid(resized=size, patches=self.patch_grid)
         return torch.from_numpy(values).to(self.device, self.dtype)
 

@@ -6,6 +6,7 @@ import importlib.metadata
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,10 @@ def library_versions() -> dict[str, str]:
 
 def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, str | os.PathLike], dataset: str,
                    model: ModelConfig, shard: int, clips_per_shard: int, seed: int,
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, threads: int | None = None) -> list[Path]:
     """Extract every requested layer of ``model`` for one shard of clips, at every timestep of ``outputs``
-    (timestep -> store path). The model loads once and each clip is read and encoded once."""
+    (timestep -> store path). The model loads once and each clip is read and encoded once. ``threads``
+    caps torch's CPU threads (jobs running side by side must not oversubscribe the cores)."""
     unknown = [t for t in outputs if t not in model.timesteps]
     if unknown:
         raise ValueError(f"model {model.name!r}: timesteps {unknown} are not among its {list(model.timesteps)}")
@@ -63,6 +65,7 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
         log.info("resuming %s shard %d: %d of %d clips still to extract", model.name, shard, len(pending), len(clips))
     if pending:
         extractor.load()
+        limit_torch_threads(threads)
     frames = clips_store.zarr_array("frames")
     for position in tqdm(pending, desc=f"{model.name} {dataset} shard {shard}", unit="clip", disable=not progress):
         clip = clips[position]
@@ -72,6 +75,12 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     return [writer.finish(_attributes(clips_store, dataset, model, t, seed,
                                       {**extractor.provenance(), **extractor.noise_attributes(t)}))
             for t, writer in writers.items()]
+
+
+def limit_torch_threads(threads: int | None) -> None:
+    """Cap torch's intra-op threads when the extractor uses torch (baselines never import it)."""
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _attributes(clips_store: Any, dataset: str, model: ModelConfig, timestep: int | None, seed: int,

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
+
+from extractors.imaging import RESCALE_FACTOR, normalise_uint8, resize_uint8
 
 # transformers.image_utils.OPENAI_CLIP_MEAN / OPENAI_CLIP_STD, copied so this module needs no transformers.
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -50,7 +51,6 @@ HALF = (0.5, 0.5, 0.5)
 DEFAULT_MIN_PIXELS = 56 * 56
 DEFAULT_MAX_PIXELS = 28 * 28 * 1280
 BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, the processor's resample
-RESCALE_FACTOR = 1 / 255
 MAX_ASPECT_RATIO = 200
 
 
@@ -187,16 +187,11 @@ class QwenPatchifier:
         return self._patchify(pixels), grid_thw
 
     def _normalised(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, H', W', 3) float32, resized, rescaled and normalised as the processor does."""
+        """(N, H, W, 3) uint8 -> (N, H', W', 3) float32, resized (PIL BICUBIC, the call transformers' PIL
+        backend makes), rescaled and normalised as the processor does (bit-identical by lookup table)."""
         frames = _check_frames(frames)
         height, width = self.resized_size(frames.shape[1], frames.shape[2])
-        resized = np.stack([_resize(frame, height, width) for frame in frames])
-        # transformers' rescale: float64 multiply, then float32 cast. For uint8 input this equals x / 255 in
-        # float32 (checked for all 256 values), but the same ops keep the parity argument trivial.
-        scaled = (resized.astype(np.float64) * RESCALE_FACTOR).astype(np.float32)
-        mean = np.array(self.mean, dtype=np.float32)
-        std = np.array(self.std, dtype=np.float32)
-        return (scaled - mean) / std  # float32 throughout, like transformers' normalize
+        return normalise_uint8(resize_uint8(frames, (height, width), BICUBIC), self.mean, self.std)
 
     def _patchify(self, pixels: np.ndarray) -> np.ndarray:
         """(T, H, W, C) float32 with T a multiple of tps -> (gt*gh*gw, C*tps*p*p); see the module docstring."""
@@ -207,11 +202,6 @@ class QwenPatchifier:
         ordered = view.transpose(0, 2, 5, 3, 6, 8, 1, 4, 7)
         tokens = (frames // tps) * (height // p) * (width // p)
         return ordered.reshape(tokens, channels * tps * p * p)  # copies: the transpose is not contiguous
-
-
-def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    """PIL BICUBIC on the uint8 frame, exactly the call transformers' PIL backend makes."""
-    return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((width, height), resample=BICUBIC, reducing_gap=None))
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:

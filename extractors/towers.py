@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import OptionError
+from extractors.imaging import normalise_uint8, resize_uint8
 from extractors.hooks import capture_blocks, first_output, run_until_deepest
-from extractors.vlm import ImageSequenceExtractor, normalise, to_pil_resized
+from extractors.vlm import ImageSequenceExtractor
 
 _VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
            "image_size": 64, "patch_size": 16}
@@ -80,7 +81,8 @@ class VisionTowerExtractor(ImageSequenceExtractor):
         import torch
 
         size = int(self.vision["image_size"])
-        values = normalise(to_pil_resized(images, (size, size), self.resample), self.mean, self.std)
+        values = normalise_uint8(resize_uint8(images, (size, size), self.resample), self.mean, self.std,
+                                 channels_first=True)
         self.record_grid(resized=(size, size), patches=(self.patch_grid, self.patch_grid))
         pixel_values = torch.from_numpy(values).to(self.device, self.dtype)
         with capture_blocks(self.tower.encoder.layers, layers, first_output) as captured:

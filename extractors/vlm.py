@@ -118,22 +118,6 @@ def query_frames(num_frames: int, context_frames: int, stride: int = 4) -> list[
     return [0] + list(range(1, limit, stride))
 
 
-def to_pil_resized(frames: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 resized with PIL to ``size`` = (height, width), as the PIL image processors do."""
-    from PIL import Image
-
-    height, width = size
-    return np.stack([np.asarray(Image.fromarray(frame).resize((width, height), resample=resample))
-                     for frame in frames])
-
-
-def normalise(frames: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W): rescaled by 1/255, then (x - mean) / std per channel."""
-    scaled = frames.astype(np.float32) * np.float32(1 / 255)
-    values = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(values.transpose(0, 3, 1, 2))
-
-
 # --- the shared extractor -------------------------------------------------------------------------------
 
 class ImageSequenceExtractor(Extractor):

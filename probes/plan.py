@@ -99,6 +99,7 @@ class WorkflowPlan:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.seed = int(config.get("seed", 0))
         self.clips_per_shard = int(config.get("extraction", {}).get("clips_per_shard", 16))
+        self.extraction_threads = int(config.get("extraction", {}).get("threads", 1))
         self.datasets = {n: _plan_dataset(n, e, self.seed) for n, e in config["datasets"].items()}
         self.models = {n: resolve_model(n, e, seed=self.seed) for n, e in config["models"].items()}
         self.tasks = {n: self._plan_task(n, e) for n, e in config["tasks"].items()}

@@ -28,6 +28,7 @@ for _model in PLAN.models.values():
         wildcard_constraints:
             dataset=one_of(PLAN.datasets),
             shard=r"\d+",
+        threads: PLAN.extraction_threads
         resources:
             gpu=0 if _model.paradigm == "baseline" else 1,
         log:

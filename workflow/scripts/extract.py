@@ -14,5 +14,6 @@ paths = run_extraction(
     shard=int(snakemake.wildcards.shard),
     clips_per_shard=snakemake.params.clips_per_shard,
     seed=snakemake.params.seed,
+    threads=snakemake.threads,
 )
 log.info("wrote %s", ", ".join(map(str, paths)))
