@@ -68,11 +68,11 @@ class InternVLExtractor(VisionLanguageExtractor):
     def load_model(self) -> None:
         remote = {"trust_remote_code": True} if self.options["trust_remote_code"] else {}
         if self.language_route:
-            self.model = self.checkpoint.load("InternVLForConditionalGeneration", dtype=self.dtype, **remote)
+            self.model = self.checkpoint.load("InternVLForConditionalGeneration", **self.load_kwargs(), **remote)
             self.model = self.model.to(self.device).eval()
             self.route = LanguageModelRoute(self.checkpoint.tokenizer(**remote), int(self.config["image_token_id"]))
         else:
-            self.tower = self.checkpoint.load_part("InternVLVisionModel", TOWER_KEY_MAPPING, dtype=self.dtype,
+            self.tower = self.checkpoint.load_part("InternVLVisionModel", TOWER_KEY_MAPPING, **self.load_kwargs(),
                                                    **remote).to(self.device).eval()
         processor = self.checkpoint.preprocessor_config() or {}
         self.mean = processor.get("image_mean", IMAGENET_MEAN)

@@ -91,11 +91,11 @@ class QwenVLExtractor(VisionLanguageExtractor):
     def load_model(self) -> None:
         self.patchifier = self.make_patchifier()
         if self.language_route:
-            self.model = self.checkpoint.load(self.model_class, dtype=self.dtype).to(self.device).eval()
+            self.model = self.checkpoint.load(self.model_class, **self.load_kwargs()).to(self.device).eval()
             self.tokenizer = self.checkpoint.tokenizer()
             self.route = LanguageModelRoute(self.tokenizer, int(self.config["image_token_id"]))
         else:
-            self.tower = self.checkpoint.load_part(self.tower_class, TOWER_KEY_MAPPING, dtype=self.dtype)
+            self.tower = self.checkpoint.load_part(self.tower_class, TOWER_KEY_MAPPING, **self.load_kwargs())
             self.tower = self.tower.to(self.device).eval()
 
     def make_patchifier(self) -> QwenPatchifier:

@@ -71,7 +71,7 @@ class VisionTowerExtractor(ImageSequenceExtractor):
         return int(self.vision["image_size"]) // int(self.vision["patch_size"])
 
     def load_model(self) -> None:
-        self.tower = self.checkpoint.load(self.vision_class, dtype=self.dtype).to(self.device).eval()
+        self.tower = self.checkpoint.load(self.vision_class, **self.load_kwargs()).to(self.device).eval()
         processor = self.checkpoint.preprocessor_config() or {}
         self.mean = processor.get("image_mean", self.default_mean)
         self.std = processor.get("image_std", self.default_std)

@@ -132,6 +132,7 @@ class ImageSequenceExtractor(Extractor):
         "context_frames": 76,  # the paper's context window
         "random_init": False,  # True for the tiny demo models: labels their sources everywhere
         "device": "auto",  # auto = CUDA when present (bf16), else CPU (float32)
+        "attn_implementation": None,  # passed to from_pretrained, e.g. flash_attention_2 on GPUs that have it
     }
 
     def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0, checkpoint: str | None = None) -> None:
@@ -180,6 +181,12 @@ class ImageSequenceExtractor(Extractor):
     def load_model(self) -> None:
         """Load what :meth:`features` needs onto ``self.device`` in ``self.dtype``."""
         raise NotImplementedError
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """``from_pretrained`` keywords: the dtype, and the attention implementation when one is chosen
+        (Qwen2.5-VL's windowed tower makes one attention call per window without flash attention)."""
+        chosen = self.options["attn_implementation"]
+        return {"dtype": self.dtype, **({"attn_implementation": chosen} if chosen else {})}
 
     def features(self, images: np.ndarray, layers: tuple[int, ...], clip: int) -> tuple[dict[int, Any], list[int]]:
         """Features ``{layer: (T', h, w, C) tensor}`` of ``images`` (N, H, W, 3) uint8, and for each feature

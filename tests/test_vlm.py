@@ -282,3 +282,8 @@ def test_unknown_options_and_routes(tiny_root: Path) -> None:
         resolve_model("m", {"family": "qwen3-vl", "checkpoint": checkpoint, "options": {"temporal": "pairs"}})
     with pytest.raises(OptionError, match=r"unknown option\(s\) \['pixels'\]"):
         resolve_model("m", {"family": "qwen3-vl", "checkpoint": checkpoint, "options": {"pixels": 3}})
+
+
+def test_attention_implementation_reaches_from_pretrained(tiny_root: Path) -> None:
+    _, ex = extractor(tiny_root, "tiny-siglip", layers=[0], attn_implementation="eager")
+    assert ex.tower.config._attn_implementation == "eager"
