@@ -40,8 +40,9 @@ def test_dag_runs_through_the_slurm_profile(tmp_path: Path) -> None:
     submitted = set(re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+)/", output))
     rules = sorted(rule for _, rule in submitted)
     # every dataset, extract, probe and aggregate job went through sbatch
-    assert rules == (["aggregate", "dataset"] + ["extract_pixels"] * 2 + ["extract_random_patch"] * 2
-                     + ["extract_wan"] * 2 + ["probe"] * 4 + ["tiny_model"]), rules
+    assert rules == (["aggregate", "dataset"] + ["extract_pixels"] * 2 + ["extract_qwen"] * 2
+                     + ["extract_random_patch"] * 2 + ["extract_wan"] * 2 + ["probe"] * 5 + ["tiny_model"] * 2), rules
     # model-family extraction jobs asked Slurm for the (fake) GPU; baselines did not
     gpu_jobs = re.findall(r"rule (extract_\w+):.*?resources: [^\n]*?gpu=(\d)", output, re.S)
-    assert dict(gpu_jobs) == {"extract_pixels": "0", "extract_random_patch": "0", "extract_wan": "1"}
+    assert dict(gpu_jobs) == {"extract_pixels": "0", "extract_random_patch": "0", "extract_wan": "1",
+                              "extract_qwen": "1"}
