@@ -51,6 +51,7 @@ from extractors.featurestore import (  # noqa: E402
     open_feature_store,
     to_float16,
 )
+from benchlib import print_table  # noqa: E402
 
 MB = 1e6
 LAYER = 0
@@ -259,18 +260,6 @@ def measure_read(name: str, cache: str, store_path: Path, clips: int, repeats: i
 
 def fmt_mb(nbytes: float | None) -> str:
     return "-" if nbytes is None else f"{nbytes / MB:9.2f}"
-
-
-def print_table(header: list[str], rows: list[list[str]], align: str) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align))
-
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(line(row))
 
 
 def parse_shape(text: str) -> tuple[int, int, int, int]:

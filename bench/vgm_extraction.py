@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -55,6 +53,7 @@ from extractors.diffusion import capture_blocks, run_until_deepest  # noqa: E402
 from extractors.registry import resolve_model  # noqa: E402
 from extractors.tiny_models import TINY_MODELS, build_tiny_model  # noqa: E402
 from extractors.wan import WanT2VSpec  # noqa: E402
+from benchlib import cores, med, parse_resolution, print_table, sync, timed  # noqa: E402
 
 BENCH_MODEL = "bench-wan-t2v"  # registered in TINY_MODELS for the run only
 
@@ -153,59 +152,12 @@ def count_blocks(blocks: Any) -> Iterator[list[int]]:
             handle.remove()
 
 
-def sync() -> None:
-    """Wait for queued CUDA work, so that wall clocks cover it (a no-op without CUDA)."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    sync()
-    start = time.perf_counter()
-    out = fn()
-    sync()
-    return time.perf_counter() - start, out
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 # --------------------------------------------------------------------------------------------------------
 # Report helpers
 
 
-def print_table(header: list[str], rows: list[list[str]], align: str) -> None:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(str(c).ljust(w) if a == "l" else str(c).rjust(w)
-                         for c, w, a in zip(cells, widths, align)).rstrip()
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(line(row))
-
-
 def stats_row(label: str, values: list[float], digits: int = 3) -> list[str]:
     return [label, f"{med(values):.{digits}f}", f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"]
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(x) for x in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--resolution {text!r}: expected HxW, e.g. 160x160") from None
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"--resolution {text!r}: expected two positive integers HxW")
-    return parts[0], parts[1]
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def print_environment(title: str) -> None:
@@ -501,7 +453,7 @@ def real_size_bench(args: argparse.Namespace, smoke: bool) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    def clocked(fn: Callable[[], Any]) -> float:
+    def timed(fn: Callable[[], Any]) -> float:
         sync()
         start = time.perf_counter()
         fn()
@@ -544,10 +496,10 @@ def real_size_bench(args: argparse.Namespace, smoke: bool) -> None:
 
     full()  # warm-up
     reset_peak()
-    full_s = [clocked(full) for _ in range(repeats)]
+    full_s = [timed(full) for _ in range(repeats)]
     full_peak = peak_gib()
     until_stop()
-    stop_s = [clocked(until_stop) for _ in range(repeats)]
+    stop_s = [timed(until_stop) for _ in range(repeats)]
     model = None  # free it before the VAE
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -565,7 +517,7 @@ def real_size_bench(args: argparse.Namespace, smoke: bool) -> None:
 
     z_shape = tuple(encode().shape)  # warm-up
     reset_peak()
-    vae_s = [clocked(encode) for _ in range(repeats)]
+    vae_s = [timed(encode) for _ in range(repeats)]
     vae_peak = peak_gib()
     vae = None
 

@@ -34,11 +34,10 @@ import contextlib
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ import transformers  # noqa: E402
 
 from extractors.registry import resolve_model  # noqa: E402
 from extractors.tiny_models import build_tiny_model  # noqa: E402
+from benchlib import cores, med, parse_resolution, print_table, sync, timed  # noqa: E402
 
 # route name -> (family, route option; None for the tower-only families)
 ROUTES: dict[str, tuple[str, str | None]] = {
@@ -67,21 +67,6 @@ QUICK = {"frames": 5, "resolution": (64, 64), "repeats": 2}
 
 # --------------------------------------------------------------------------------------------------------
 # Timing
-
-
-def sync() -> None:
-    """Wait for queued CUDA work, so that wall clocks cover it (a no-op without CUDA)."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def clocked(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(seconds, result) of ``fn()``, synchronised on CUDA."""
-    sync()
-    start = time.perf_counter()
-    out = fn()
-    sync()
-    return time.perf_counter() - start, out
 
 
 @contextlib.contextmanager
@@ -168,7 +153,7 @@ def load_route(name: str, checkpoint: str, source: str, args: argparse.Namespace
         options["route"] = route
     model = resolve_model("bench", {"family": family, "checkpoint": checkpoint, "layers": "all", "options": options})
     extractor = model.build(0)
-    load_s, _ = clocked(extractor.load)
+    load_s, _ = timed(extractor.load)
     last = model.layers[-1]
     module = extractor.model if route == "llm" else extractor.tower
     return RouteBench(name, extractor, module, last, last // 2, load_s, source)
@@ -199,7 +184,7 @@ def bare_forward(bench: RouteBench) -> Any:
 
 
 def bare_sample(bench: RouteBench) -> dict[str, float]:
-    seconds, _ = clocked(lambda: bare_forward(bench))
+    seconds, _ = timed(lambda: bare_forward(bench))
     return {"total": seconds}
 
 
@@ -241,22 +226,6 @@ def run_route(bench: RouteBench, frames: np.ndarray, repeats: int) -> RouteBench
 
 def col(bench: RouteBench, variant: str, key: str) -> list[float]:
     return [sample[key] for sample in bench.samples[variant]]
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def print_table(header: list[str], rows: list[list[str]], align: str) -> None:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(str(c).ljust(w) if a == "l" else str(c).rjust(w)
-                         for c, w, a in zip(cells, widths, align)).rstrip()
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(line(row))
 
 
 def describe(bench: RouteBench, frames: np.ndarray) -> str:
@@ -325,29 +294,12 @@ def report(benches: list[RouteBench], frames: np.ndarray, repeats: int) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(x) for x in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--resolution {text!r}: expected HxW, e.g. 224x224") from None
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"--resolution {text!r}: expected two positive integers HxW")
-    return parts[0], parts[1]
-
-
 def parse_checkpoint(text: str) -> tuple[str, str]:
     family, sep, path = text.partition("=")
     if not sep or family not in TINY or not path:
         raise argparse.ArgumentTypeError(f"--checkpoint {text!r}: expected FAMILY=PATH with FAMILY one of "
                                          f"{sorted(TINY)}")
     return family, path
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def print_environment() -> None:
@@ -428,7 +380,7 @@ def checkpoint_of(family: str, args: argparse.Namespace, tmp: Path) -> tuple[str
     path = tmp / TINY[family]
     build_s = 0.0
     if not path.exists():
-        build_s, _ = clocked(lambda: build_tiny_model(TINY[family], path, seed=0))
+        build_s, _ = timed(lambda: build_tiny_model(TINY[family], path, seed=0))
     return str(path), f"tiny {TINY[family]} (random init, built in {build_s:.1f} s)"
 
 

@@ -42,6 +42,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchlib import print_table
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -129,18 +131,6 @@ def fail(what: str, rc: int, log: Path, tmp: Path, keep: bool) -> int:
     if not keep:
         print(f"(pass --keep to keep {tmp} for inspection)", file=sys.stderr)
     return 1
-
-
-def print_table(header: list[str], rows: list[list[str]], align: str) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align))
-
-    print(line(header))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print(line(row))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,67 @@
+"""What the bench scripts share: timing, the median, core count, ``--resolution`` parsing, plain tables.
+
+Imported by the scripts as ``benchlib`` (``python bench/X.py`` puts ``bench/`` on ``sys.path``). It imports
+no torch: :func:`sync` synchronises CUDA only when the calling script has already imported torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def sync() -> None:
+    """Wait for queued CUDA work, so that wall clocks cover it (a no-op without torch or CUDA)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, result) of ``fn()``, synchronised on CUDA."""
+    sync()
+    start = time.perf_counter()
+    out = fn()
+    sync()
+    return time.perf_counter() - start, out
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """``--resolution HxW`` (or ``H,W``) as (height, width)."""
+    try:
+        parts = [int(x) for x in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--resolution {text!r}: expected HxW, e.g. 224x224") from None
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"--resolution {text!r}: expected two positive integers HxW")
+    return parts[0], parts[1]
+
+
+def print_table(header: list[str], rows: list[list[str]], align: str) -> None:
+    """A plain-text table; ``align`` has one letter per column, ``l`` left, anything else right."""
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) if a == "l" else str(c).rjust(w)
+                         for c, w, a in zip(cells, widths, align)).rstrip()
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
