@@ -55,13 +55,26 @@ class CheckpointFiles:
             return None
 
 
+def planned_tiny_model(location: str) -> str | None:
+    """The tiny demo model that ``location`` names when the workflow has yet to build it, else None (a
+    directory that exists, or a hub id); a local path that does not exist is an error."""
+    from extractors.tiny_models import tiny_model_name
+
+    if Path(location).exists():
+        return None
+    tiny = tiny_model_name(location)
+    if tiny is None and ("/" not in location or location.startswith((".", "/"))):
+        raise CheckpointError(f"checkpoint {location!r} does not exist")
+    return tiny
+
+
 def choose_device(option: str, model: str) -> tuple[Any, Any]:
     """(device, dtype) for ``option`` auto | cuda | cpu: CUDA runs in bfloat16, the CPU in float32."""
     import torch
 
     cuda = option in ("auto", "cuda") and torch.cuda.is_available()
     if option == "cuda" and not cuda:
-        raise ValueError(f"model {model!r}: device 'cuda' requested but CUDA is not available")
+        raise OptionError(f"model {model!r}: device 'cuda' requested but CUDA is not available")
     return (torch.device("cuda"), torch.bfloat16) if cuda else (torch.device("cpu"), torch.float32)
 
 

@@ -18,13 +18,13 @@ schedulers, alpha_bar = alphas_cumprod[t] for DDPM-style ones. Heavy libraries a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from extractors.base import ClipFeatures, Extractor, OptionError
-from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint
+from extractors.checkpoints import (CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint,
+                                    planned_tiny_model)
 from extractors.hooks import StopForward, capture_blocks, run_until_deepest
 
 __all__ = ["CheckpointError", "StopForward", "capture_blocks", "run_until_deepest", "Checkpoint",
@@ -94,15 +94,8 @@ class PlannedCheckpoint:
 
 def open_checkpoint(location: str) -> Checkpoint | PlannedCheckpoint:
     """The checkpoint at ``location``; a not-yet-built tiny demo model is planned, not an error."""
-    from extractors.tiny_models import tiny_model_name
-
-    path = Path(location)
-    tiny = tiny_model_name(location)
-    if not path.exists() and tiny is not None:
-        return PlannedCheckpoint(location, tiny)
-    if not path.exists() and ("/" not in location or location.startswith((".", "/"))):
-        raise CheckpointError(f"checkpoint {location!r} does not exist")
-    return Checkpoint(location)
+    tiny = planned_tiny_model(location)
+    return Checkpoint(location) if tiny is None else PlannedCheckpoint(location, tiny)
 
 
 @dataclass(frozen=True)
@@ -246,10 +239,7 @@ class DiffusionVideoExtractor(Extractor):
 
     # --- loading ----------------------------------------------------------------------------------------
     def load(self) -> None:
-        try:
-            self.device, self.dtype = choose_device(self.options["device"], self.name)
-        except ValueError as err:
-            raise OptionError(str(err)) from None
+        self.device, self.dtype = choose_device(self.options["device"], self.name)
         self.text = self._encode_empty_prompt()  # the text encoder is freed before the big models load
         self.vae = self.checkpoint.load("vae", torch_dtype=self.dtype).to(self.device).eval()
         if self.options["vae_tiling"]:

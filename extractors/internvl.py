@@ -91,8 +91,7 @@ class InternVLExtractor(VisionLanguageExtractor):
         positions = list(range(len(images)))
         if self.language_route:
             inputs, grid = self.language_inputs(images)
-            decoder = self.model.model.language_model
-            return self.route.hidden_states(self.model, decoder, inputs, layers, grid), positions
+            return self.route.hidden_states(self.model, inputs, layers, grid), positions
         pixel_values = self.pixel_values(images)
         with capture_blocks(self.tower.encoder.layer, layers, first_output) as captured:
             run_until_deepest(lambda: self.tower(pixel_values=pixel_values))

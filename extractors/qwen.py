@@ -116,7 +116,7 @@ class QwenVLExtractor(VisionLanguageExtractor):
 
     def _language_features(self, images: np.ndarray, layers: tuple[int, ...]) -> dict[int, Any]:
         inputs, grid = self.language_inputs(images)
-        return self.route.hidden_states(self.model, self.model.model.language_model, inputs, layers, grid)
+        return self.route.hidden_states(self.model, inputs, layers, grid)
 
     def language_inputs(self, images: np.ndarray) -> tuple[dict[str, Any], tuple[int, int, int]]:
         """The model inputs of one multi-image conversation of ``images``, and the visual grid (N, h, w)."""

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from extractors.base import ClipFeatures, Extractor, OptionError
-from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint
+from extractors.checkpoints import (CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint,
+                                    planned_tiny_model)
 from extractors.hooks import capture_hidden_states, run_until_deepest
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,7 @@ class TransformersCheckpoint(CheckpointFiles):
 
         Without the right mapping its weights would stay random, silently: any missing weight is an error.
         """
-        model, info = transformers_class(class_name).from_pretrained(
-            self.location, key_mapping=dict(key_mapping), output_loading_info=True, **kwargs)
-        self._refuse_missing(class_name, info)
-        return model
+        return self.load(class_name, key_mapping=dict(key_mapping), **kwargs)
 
     def _refuse_missing(self, class_name: str, info: Mapping[str, Any]) -> None:
         missing = sorted(info.get("missing_keys", ()))
@@ -84,21 +81,16 @@ class PlannedTransformersCheckpoint:
     def preprocessor_config(self) -> None:
         return None
 
-    def __getattr__(self, name: str) -> Any:
-        if name in ("load", "load_part", "tokenizer"):
-            raise CheckpointError(f"tiny model {self.location!r} is not built yet; run the workflow's tiny_model rule")
-        raise AttributeError(name)
+    def load(self, *args: Any, **kwargs: Any) -> Any:
+        raise CheckpointError(f"tiny model {self.location!r} is not built yet; run the workflow's tiny_model rule")
+
+    load_part = tokenizer = load
 
 
 def open_transformers_checkpoint(location: str) -> TransformersCheckpoint | PlannedTransformersCheckpoint:
-    from extractors.tiny_models import tiny_model_name
-
-    tiny = tiny_model_name(location)
-    if not Path(location).exists() and tiny is not None:
-        return PlannedTransformersCheckpoint(location, tiny)
-    if not Path(location).exists() and ("/" not in location or location.startswith((".", "/"))):
-        raise CheckpointError(f"checkpoint {location!r} does not exist")
-    return TransformersCheckpoint(location)
+    """The checkpoint at ``location``; a not-yet-built tiny demo model is planned, not an error."""
+    tiny = planned_tiny_model(location)
+    return TransformersCheckpoint(location) if tiny is None else PlannedTransformersCheckpoint(location, tiny)
 
 
 def transformers_class(class_name: str) -> Any:
@@ -172,10 +164,7 @@ class ImageSequenceExtractor(Extractor):
         return list(frames)
 
     def load(self) -> None:
-        try:
-            self.device, self.dtype = choose_device(self.options["device"], self.name)
-        except ValueError as err:
-            raise OptionError(str(err)) from None
+        self.device, self.dtype = choose_device(self.options["device"], self.name)
         self.load_model()
 
     def load_model(self) -> None:
@@ -295,9 +284,13 @@ class LanguageModelRoute:
                              f"tokens do not match the model config")
         return ids
 
-    def hidden_states(self, model: Any, decoder: Any, inputs: dict[str, Any], layers: tuple[int, ...],
+    def hidden_states(self, model: Any, inputs: dict[str, Any], layers: tuple[int, ...],
                       grid: tuple[int, int, int]) -> dict[int, Any]:
-        """``{layer: (images, h, w, C)}``: the hidden states at the visual positions, in token order."""
+        """``{layer: (images, h, w, C)}``: the hidden states at the visual positions, in token order.
+
+        ``model`` is a transformers ``...ForConditionalGeneration`` whose decoder is
+        ``model.model.language_model`` (Qwen-VL and InternVL alike)."""
+        decoder = model.model.language_model
         visual = inputs["input_ids"][0] == self.image_token_id
         with capture_hidden_states(decoder.layers, decoder.norm, layers) as captured:
             run_until_deepest(lambda: model(**inputs, use_cache=False))
