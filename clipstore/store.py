@@ -130,6 +130,7 @@ class ClipStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.group = open_complete(self.path, what="clip store", rerun="dataset job")
+        self._opened: dict[str, zarr.Array] = {}
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -154,19 +155,26 @@ class ClipStore:
     def __len__(self) -> int:
         return int(self.attrs["num_clips"])
 
+    @cached_property
+    def _array_names(self) -> frozenset[str]:
+        return frozenset(self.group.array_keys())
+
     def has(self, name: str) -> bool:
-        return name in self.group.array_keys()
+        return name in self._array_names
 
     def require(self, names: Iterable[str], needed_by: str) -> None:
         """Fail with one message naming every array that ``needed_by`` needs and this store lacks."""
         missing = [n for n in names if not self.has(n)]
         if missing:
             raise StoreError(f"clip store {self.path} lacks array(s) {missing} needed by {needed_by}; "
-                             f"it has {sorted(self.group.array_keys())}")
+                             f"it has {sorted(self._array_names)}")
 
     def zarr_array(self, name: str) -> zarr.Array:
-        self.require([name], needed_by=f"a read of {name!r}")
-        return self.group[name]
+        """The opened array, kept: a complete store never changes, and opening reads its metadata."""
+        if name not in self._opened:
+            self.require([name], needed_by=f"a read of {name!r}")
+            self._opened[name] = self.group[name]
+        return self._opened[name]
 
     def array(self, name: str) -> da.Array:
         """Lazy (clips, frames, ...) Dask array, chunked one frame per chunk like the store."""

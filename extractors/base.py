@@ -36,6 +36,7 @@ class Extractor(ABC):
 
     family: ClassVar[str]
     paradigm: ClassVar[str]
+    inputs: ClassVar[tuple[str, ...]] = ("frames",)  # clip-store arrays the extractor reads per clip
     uses_timestep: ClassVar[bool] = False
     takes_checkpoint: ClassVar[bool] = False
     default_options: ClassVar[Mapping[str, Any]] = {}
@@ -94,6 +95,12 @@ class Extractor(ABC):
                           clip: int = 0) -> dict[int | None, ClipFeatures]:
         """Features at every timestep; models override it to share work across timesteps (VAE latents)."""
         return {t: self.extract(frames, layers, t, clip=clip) for t in timesteps}
+
+    def extract_clip(self, arrays: Mapping[str, np.ndarray], layers: tuple[int, ...],
+                     timesteps: tuple[int | None, ...], *, clip: int = 0) -> dict[int | None, ClipFeatures]:
+        """Features of one clip from its clip-store ``arrays`` (those named by ``inputs``); what the job calls.
+        Image and video models read the frames; the ground-truth oracle reads the ground truth."""
+        return self.extract_timesteps(arrays["frames"], layers, timesteps, clip=clip)
 
     def check_timestep(self, timestep: int) -> None:
         """Raise :class:`OptionError` when the model cannot represent ``timestep``."""

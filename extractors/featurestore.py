@@ -17,6 +17,7 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import zarr
 from zarr.codecs import ZstdCodec
 
 from clipstore.errors import StoreError
@@ -113,6 +114,7 @@ class FeatureStore:
             raise StoreError("no feature-store shards given")
         self.paths = [Path(p) for p in shard_paths]
         self.shards = [open_complete(p, what="feature store", rerun="extraction job") for p in self.paths]
+        self._opened: dict[tuple[int, int], zarr.Array] = {}
         self._check_consistent()
 
     def _check_consistent(self) -> None:
@@ -141,9 +143,13 @@ class FeatureStore:
     def clip_index(self) -> np.ndarray:
         return np.concatenate([shard["clip_index"][:] for shard in self.shards])
 
+    @cached_property
+    def _row_of(self) -> dict[int, int]:
+        return {int(c): row for row, c in enumerate(self.clip_index)}
+
     def rows_of(self, clips: Sequence[int]) -> np.ndarray:
         """Rows of :meth:`layer` holding the given clip-store clips; a clip not extracted is an error."""
-        row_of = {int(c): row for row, c in enumerate(self.clip_index)}
+        row_of = self._row_of
         absent = [int(c) for c in clips if int(c) not in row_of]
         if absent:
             raise StoreError(f"feature store {self.paths[0].parent}: clips {absent[:10]} were not extracted")
@@ -156,8 +162,24 @@ class FeatureStore:
         out = []
         for row in rows:
             shard = int(np.searchsorted(offsets, row, side="right")) - 1
-            out.append(self.shards[shard][layer_key(layer)][int(row - offsets[shard])])
+            out.append(self._array(shard, layer)[int(row - offsets[shard])])
         return np.stack(out)
+
+    def read_frames(self, layer: int, clip: int, positions: Sequence[int]) -> np.ndarray:
+        """(len(positions), h, w, C) float16: feature frames ``positions`` of clip-store clip ``clip``, reading
+        only their chunks (one chunk per feature frame)."""
+        self._check_layer(layer)
+        row = int(self.rows_of([clip])[0])
+        shard = int(np.searchsorted(self._row_offsets, row, side="right")) - 1
+        array = self._array(shard, layer)
+        return np.stack([array[row - int(self._row_offsets[shard]), int(p)] for p in positions])
+
+    def _array(self, shard: int, layer: int) -> zarr.Array:
+        """Shard ``shard``'s layer array, opened once (opening reads its metadata; complete stores never change)."""
+        key = (shard, layer)
+        if key not in self._opened:
+            self._opened[key] = self.shards[shard][layer_key(layer)]
+        return self._opened[key]
 
     @cached_property
     def _row_offsets(self) -> np.ndarray:

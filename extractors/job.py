@@ -52,9 +52,9 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     if unknown:
         raise ValueError(f"model {model.name!r}: timesteps {unknown} are not among its {list(model.timesteps)}")
     clips_store = open_clip_store(clip_store)
-    clips_store.require(["frames"], needed_by=f"extraction of model {model.name!r}")
     clips = shard_clips(len(clips_store), clips_per_shard, shard)
     extractor = model.build(seed)
+    clips_store.require(extractor.inputs, needed_by=f"extraction of model {model.name!r}")
     writers = {t: FeatureStoreWriter(path, clip_index=clips, layers=model.layers,
                                      fingerprint={"model": model.to_json(), "timestep": t, "seed": seed,
                                                   "dataset": dataset})
@@ -66,11 +66,12 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     if pending:
         extractor.load()
         limit_torch_threads(threads)
-    frames = clips_store.zarr_array("frames")
+    inputs = {name: clips_store.zarr_array(name) for name in extractor.inputs}
     for position in tqdm(pending, desc=f"{model.name} {dataset} shard {shard}", unit="clip", disable=not progress):
         clip = clips[position]
         todo = tuple(t for t, positions in pending_by_timestep.items() if position in positions)
-        for timestep, features in extractor.extract_timesteps(frames[clip], model.layers, todo, clip=clip).items():
+        arrays = {name: array[clip] for name, array in inputs.items()}
+        for timestep, features in extractor.extract_clip(arrays, model.layers, todo, clip=clip).items():
             writers[timestep].write_clip(position, features)
     return [writer.finish(_attributes(clips_store, dataset, model, t, seed,
                                       {**extractor.provenance(), **extractor.noise_attributes(t)}))

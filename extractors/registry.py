@@ -17,6 +17,8 @@ from extractors.layers import resolve_layers
 FAMILIES: dict[str, str] = {
     "pixels": "extractors.baselines:PixelsExtractor",
     "random-patch": "extractors.baselines:RandomPatchExtractor",
+    "oracle": "extractors.calibration:OracleExtractor",
+    "noise": "extractors.calibration:NoiseExtractor",
     "wan-t2v": "extractors.wan:WanT2VExtractor",
     "wan-i2v": "extractors.wan:WanI2VExtractor",
     "cogvideox-t2v": "extractors.cogvideox:CogVideoXT2VExtractor",

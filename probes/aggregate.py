@@ -1,7 +1,7 @@
 """Results tables and plots from the probe runs' ``metrics.json`` files.
 
 One row per (dataset, source); one column per ``{task}/{probe}/{metric}``; the source's model, family,
-paradigm (baseline / vgm / vlm / vision-encoder), timestep, layer and whether its weights are random. The
+paradigm (oracle / baseline / vgm / vlm / vision-encoder), timestep, layer and whether its weights are random. The
 Markdown table adds per-paradigm averages, the shape of the paper's Table 1.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCE_COLUMNS = ("dataset", "source", "model", "family", "paradigm", "random_init", "timestep", "layer")
-LOWER_IS_BETTER = {"AbsRel", "P-map", "pointmap_error"}
+LOWER_IS_BETTER = {"AbsRel", "P-map"}
 
 
 def load_records(probe_dirs: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -115,7 +115,7 @@ def plot_summary(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"baseline": "#999999", "vgm": "#d95f02", "vlm": "#1b9e77", "vision-encoder": "#66a61e",
+    colours = {"oracle": "#000000", "baseline": "#999999", "vgm": "#d95f02", "vlm": "#1b9e77", "vision-encoder": "#66a61e",
                "fusion": "#7570b3"}
     labels = [f"{r['dataset']}: {_source_label(r)}" for r in rows]
     ncols = max(1, min(per_row, len(columns)))

@@ -8,7 +8,7 @@ any job runs, with one message naming the culprit.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,21 @@ class TaskPlan:
     options: Mapping[str, Any]
     probes: Mapping[str, Mapping[str, Any]]
     datasets: tuple[str, ...]
+    models: Mapping[str, tuple[str, ...]]  # probe kind -> models whose sources it probes
+
+
+def _split_models(name: str, entry: Mapping[str, Any], known: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(probe settings without ``models``, probe kind -> models to probe): ``models:`` in a probe kind's
+    entry limits it to some models (e.g. the slower torch kinds to a few), default all."""
+    settings, models = {}, {}
+    for kind, given in (entry.get("probes") or {}).items():
+        given = dict(given or {})
+        chosen = given.pop("models", None) or list(known)
+        unknown = [m for m in chosen if m not in known]
+        if unknown:
+            raise PlanError(f"task {name!r}, probe {kind!r}: unknown model(s) {unknown}; known: {sorted(known)}")
+        settings[kind], models[kind] = given, tuple(chosen)
+    return settings, models
 
 
 def _plan_dataset(name: str, entry: Mapping[str, Any], seed: int) -> DatasetPlan:
@@ -105,7 +120,8 @@ class WorkflowPlan:
         self.tasks = {n: self._plan_task(n, e) for n, e in config["tasks"].items()}
 
     def _plan_task(self, name: str, entry: Mapping[str, Any]) -> TaskPlan:
-        task, options, probes = resolve_task(name, entry)
+        settings, models = _split_models(name, entry, self.models)
+        task, options, probes = resolve_task(name, {**entry, "probes": settings})
         datasets = tuple(entry.get("datasets") or self.datasets)
         for dataset in datasets:
             if dataset not in self.datasets:
@@ -114,7 +130,7 @@ class WorkflowPlan:
             if missing:
                 raise PlanError(f"task {name!r} needs array(s) {missing} that dataset {dataset!r} "
                                 f"({self.datasets[dataset].store}) lacks")
-        return TaskPlan(task, options, probes, datasets)
+        return TaskPlan(task, options, probes, datasets, models)
 
     # --- feature stores -------------------------------------------------------------------------------
     def shard_paths(self, dataset: str, model: str, timestep: str) -> list[str]:
@@ -133,14 +149,15 @@ class WorkflowPlan:
         return [checkpoint] if Path(checkpoint).exists() or built_by_workflow(checkpoint) else []
 
     # --- probes ---------------------------------------------------------------------------------------
-    def sources(self) -> list[SourceId]:
-        return [SourceId(m.name, token, layer) for m in self.models.values()
+    def sources(self, models: Iterable[str] | None = None) -> list[SourceId]:
+        chosen = self.models if models is None else models
+        return [SourceId(m.name, token, layer) for m in (self.models[n] for n in chosen)
                 for token in m.timestep_tokens for layer in m.layers]
 
     def probe_dirs(self) -> list[str]:
-        return [PROBE.format(dataset=d, task=name, source=str(s), probe=p)
+        return [PROBE.format(dataset=d, task=name, source=str(s), probe=kind)
                 for name, plan in self.tasks.items() for d in plan.datasets
-                for s in self.sources() for p in plan.probes]
+                for kind in plan.probes for s in self.sources(plan.models[kind])]
 
     def probe_inputs(self, dataset: str, source: str) -> dict[str, Any]:
         parsed = SourceId.parse(source)

@@ -1,15 +1,16 @@
-"""Clip-level linear tagging probe: which classes appear in a clip.
+"""Semantic tagging: which classes appear in a sample of views (multi-label).
 
-Features are averaged over every feature frame and grid cell of the clip; one logistic regression per
-class (on standardised features) gives the probability that the class appears. Labels are those of the
-views the features stand for (the source's ``frame_index`` frames), as in the paper: a class is positive
-when its pixel count summed over those frames reaches ``min_pixels`` and it is present in at least
-``min_frames`` of them (the thresholds of science.md, as parameters).
+Labels are those of the sampled views, as in the paper: class c is positive when its pixel count summed over
+the views reaches ``min_pixels`` and it is present in at least ``min_frames`` of them (science.md §1).
+``linear``: features averaged over views and grid cells, one logistic regression per class on standardised
+features. ``light`` / ``paper``: a torch net trained with the asymmetric loss. All kinds are scored with
+:func:`probes.metrics.tagging_metrics`, head/mid/tail buckets from the training samples' positive rates.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -17,49 +18,82 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from clipstore import ClipStore
+from probes.data import Sample, SampleReader
 from probes.metrics import tagging_metrics
-from probes.result import ProbeResult
-from probes.sources import FeatureSource
+
+if TYPE_CHECKING:  # torch loads only in the jobs that train a torch probe
+    import torch
 
 REQUIRED_ARRAYS = ("tag_counts",)
-DEFAULTS: dict[str, Any] = {"C": 1.0, "max_iter": 2000}
+OPTIONS: dict[str, Any] = {"min_pixels": 200, "min_frames": 1}
+LINEAR_DEFAULTS: dict[str, Any] = {"C": 1.0, "max_iter": 2000, "draws_per_clip": 4}
+TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 10, "batch_size": 8, "lr": 3e-4, "weight_decay": 0.05,
+                                     "warmup_epochs": 1, "patience": 3, "draws_per_clip": 1, "device": "auto",
+                                     "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.0}
 
 
 def tag_labels(tag_counts: np.ndarray, min_pixels: int, min_frames: int) -> np.ndarray:
-    """(clips, C) 0/1 labels from (clips, T, C) per-frame class pixel counts."""
-    pixels = tag_counts.sum(axis=1)
-    frames_present = (tag_counts > 0).sum(axis=1)
+    """(..., C) 0/1 labels from (..., views, C) per-frame class pixel counts."""
+    pixels = tag_counts.sum(axis=-2)
+    frames_present = (tag_counts > 0).sum(axis=-2)
     return ((pixels >= min_pixels) & (frames_present >= min_frames)).astype(np.int8)
 
 
-def _fit_class(x: np.ndarray, y: np.ndarray, settings: dict[str, Any]) -> Any:
-    if y.min() == y.max():
-        return None  # one label only in training: the probe can only predict the training rate
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=settings["C"], max_iter=settings["max_iter"]))
-    return model.fit(x, y)
+def make_targets(options: dict[str, Any]):
+    def targets(clips_store: ClipStore, sample: Sample) -> dict[str, np.ndarray]:
+        counts = clips_store.select("tag_counts", [sample.clip], sample.views)[0]
+        return {"labels": tag_labels(counts, options["min_pixels"], options["min_frames"])}
+    return targets
 
 
-def run(source: FeatureSource, clips_store: ClipStore, train: np.ndarray, val: np.ndarray,
-        settings: dict[str, Any], seed: int, *, min_pixels: int, min_frames: int) -> ProbeResult:
-    """Fit one classifier per class on ``train`` clips, score ``val`` clips with tagging_metrics."""
-    views = source.frame_index
-    y_train = tag_labels(clips_store.select("tag_counts", train, views), min_pixels, min_frames)
-    y_val = tag_labels(clips_store.select("tag_counts", val, views), min_pixels, min_frames)
-    x_train, x_val = source.pooled(train), source.pooled(val)
-    scores = np.empty(y_val.shape, dtype=np.float64)
-    coef = np.zeros((y_train.shape[1], source.channels))
+def loss_fn(settings: dict[str, Any]):
+    from probes.losses import asymmetric_loss
+
+    def loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], _: torch.Generator) -> torch.Tensor:
+        return asymmetric_loss(outputs["logits"], targets["labels"].float(), gamma_neg=settings["gamma_neg"],
+                               gamma_pos=settings["gamma_pos"], clip=settings["clip"])
+    return loss
+
+
+def labels_of(reader: SampleReader, samples: Sequence[Sample]) -> np.ndarray:
+    return np.stack([reader.targets(s)["labels"] for s in samples])
+
+
+def evaluate(scores: np.ndarray, reader: SampleReader, val: Sequence[Sample], train: Sequence[Sample],
+             options: dict[str, Any]) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, Any]]:
+    y_val, y_train = labels_of(reader, val), labels_of(reader, train)
+    train_rate = y_train.mean(axis=0)
+    metrics = tagging_metrics(y_val, scores, train_pos_rate=train_rate)
+    return (metrics, {"scores": scores.astype(np.float32), "labels": y_val},
+            {"train_positive_rate": train_rate.round(3).tolist(), "val_positive_rate": y_val.mean(axis=0).round(3).tolist()})
+
+
+def net_predictions(outputs: list[dict[str, np.ndarray]], reader: SampleReader,
+                    samples: Sequence[Sample]) -> np.ndarray:
+    """Probabilities from the nets' logits."""
+    return 1.0 / (1.0 + np.exp(-np.stack([o["logits"] for o in outputs]).astype(np.float64)))
+
+
+def fit_linear(reader: SampleReader, train: Sequence[Sample], val: Sequence[Sample], settings: dict[str, Any],
+               seed: int) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """(validation probabilities, weights, info) of one logistic regression per class on pooled features."""
+    x_train = np.stack([reader.features(s).mean(axis=(0, 1, 2)) for s in train])
+    x_val = np.stack([reader.features(s).mean(axis=(0, 1, 2)) for s in val])
+    y_train = labels_of(reader, train)
+    scores = np.empty((len(val), y_train.shape[1]))
+    coef = np.zeros((y_train.shape[1], x_train.shape[1]), dtype=np.float32)
+    intercept = np.zeros(y_train.shape[1], dtype=np.float32)
+    constant = []
     for c in range(y_train.shape[1]):
-        model = _fit_class(x_train, y_train[:, c], settings)
-        if model is None:
-            scores[:, c] = y_train[:, c].mean()
+        if y_train[:, c].min() == y_train[:, c].max():
+            scores[:, c] = y_train[:, c].mean()  # one label only in training: predict the training rate
+            constant.append(c)
             continue
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=settings["C"], max_iter=settings["max_iter"]))
+        model.fit(x_train, y_train[:, c])
         scores[:, c] = model.predict_proba(x_val)[:, 1]
-        coef[c] = model[-1].coef_[0] / model[0].scale_
-    metrics = tagging_metrics(y_val, scores, train_pos_rate=y_train.mean(axis=0))
-    return ProbeResult(
-        metrics=metrics,
-        info={"train_clips": len(train), "val_clips": len(val),
-              "val_positive_rate": y_val.mean(axis=0).round(3).tolist()},
-        predictions={"clip_index": val, "scores": scores.astype(np.float32), "labels": y_val},
-        weights={"coef_raw_features": coef},
-    )
+        scaler, logistic = model[0], model[-1]
+        coef[c] = logistic.coef_[0] / scaler.scale_
+        intercept[c] = logistic.intercept_[0] - float(coef[c] @ scaler.mean_)
+    # weights act on raw pooled features: p = sigmoid(x @ coef.T + intercept)
+    return scores, {"coef": coef, "intercept": intercept}, {"constant_classes": constant}

@@ -1,4 +1,4 @@
-"""Tests for probes.metrics (tagging_metrics, depth_metrics, frequency_buckets)."""
+"""Tests for probes.metrics: tagging, depth, instance, point-map and pose metrics."""
 
 from __future__ import annotations
 
@@ -6,13 +6,26 @@ import math
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 from sklearn.metrics import (
     average_precision_score,
     f1_score,
     mean_absolute_percentage_error,
 )
 
-from probes.metrics import depth_metrics, frequency_buckets, tagging_metrics
+from probes.metrics import (
+    depth_metrics,
+    frequency_buckets,
+    instance_metrics,
+    pointmap_error,
+    pose_auc,
+    pose_auc_reference31,
+    pose_errors,
+    pose_metrics,
+    reliability_mask,
+    tagging_metrics,
+    umeyama_similarity,
+)
 
 # --------------------------------------------------------------------------- #
 # Tagging: hand-computed cases
@@ -368,3 +381,425 @@ def test_depth_accepts_01_numeric_mask() -> None:
 def test_depth_value_errors(pred, gt, mask, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         depth_metrics(pred, gt, mask)
+
+
+# --------------------------------------------------------------------------- #
+# Umeyama similarity
+# --------------------------------------------------------------------------- #
+def _random_similarity(seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    rot = Rotation.random(random_state=seed).as_matrix()
+    return 3.7, rot, np.array([0.5, -2.0, 10.0])
+
+
+def test_umeyama_recovers_exact_similarity() -> None:
+    rng = np.random.default_rng(5)
+    src = rng.normal(size=(50, 3))
+    s, rot, t = _random_similarity(5)
+    dst = s * src @ rot.T + t
+    s_hat, rot_hat, t_hat = umeyama_similarity(src, dst)
+    assert s_hat == pytest.approx(s)
+    np.testing.assert_allclose(rot_hat, rot, atol=1e-10)
+    np.testing.assert_allclose(t_hat, t, atol=1e-10)
+
+
+def test_umeyama_reflection_corrected() -> None:
+    # dst is a mirror image of src (x -> -x): the best *rotation* has det +1.
+    rng = np.random.default_rng(6)
+    src = rng.normal(size=(30, 3))
+    dst = src * np.array([-1.0, 1.0, 1.0])
+    _, rot, _ = umeyama_similarity(src, dst)
+    assert np.linalg.det(rot) == pytest.approx(1.0)
+    np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+
+
+def test_umeyama_weights_ignore_zero_weight_outlier() -> None:
+    rng = np.random.default_rng(7)
+    src = rng.normal(size=(20, 3))
+    s, rot, t = _random_similarity(7)
+    dst = s * src @ rot.T + t
+    dst[0] += 100.0  # an outlier with weight 0 has no influence
+    w = np.ones(20)
+    w[0] = 0.0
+    s_hat, rot_hat, t_hat = umeyama_similarity(src, dst, weights=w)
+    assert s_hat == pytest.approx(s)
+    np.testing.assert_allclose(rot_hat, rot, atol=1e-10)
+    np.testing.assert_allclose(t_hat, t, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "src,dst,weights,match",
+    [
+        (np.ones((4, 2)), np.ones((4, 2)), None, r"src must have shape \(N, 3\)"),
+        (np.eye(3), np.eye(3)[:2], None, r"dst shape \(2, 3\) does not match src shape \(3, 3\)"),
+        (np.eye(3)[:2], np.eye(3)[:2], None, ">= 3 points"),
+        (np.eye(3), np.eye(3), [1.0, 1.0, 0.0], ">= 3 points"),
+        (np.eye(3), np.eye(3), [1.0, 1.0], r"weights must have shape \(3,\)"),
+        (np.eye(3), np.eye(3), [1.0, -1.0, 1.0], "non-negative"),
+        (np.full((5, 3), 2.0), np.eye(5, 3), None, "zero variance"),
+        (np.where(np.eye(3) > 0, np.nan, 0.0), np.eye(3), None, "finite"),
+    ],
+)
+def test_umeyama_value_errors(src, dst, weights, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        umeyama_similarity(src, dst, weights)
+
+
+# --------------------------------------------------------------------------- #
+# Instance grouping
+# --------------------------------------------------------------------------- #
+# Two views of a 2x3 image; pixel positions a b c / d e f.
+#   gt view 0:  a1 b1 c2 / d0 e3 f3      gt view 1:  a1 b0 c2 / d2 e2 f0
+#   pred view 0: a5 b5 c7 / d9 e7 f-1    pred view 1: a5 b7 c7 / d7 e-1 f5
+# Valid pixels are gt != 0, so d (view 0), b and f (view 1) are void: their
+# labels 9, 7, 5 are never read (cluster 9 lives only on void pixels).
+INST_GT = np.array([[[1, 1, 2], [0, 3, 3]], [[1, 0, 2], [2, 2, 0]]])
+INST_PRED = np.array([[[5, 5, 7], [9, 7, -1]], [[5, 7, 7], [7, -1, 5]]])
+
+
+def test_instance_hand_computed() -> None:
+    # Aggregate masks (OR over the 2 views, valid pixels only):
+    #   G1 = {a, b}   G2 = {c} | {c, d, e} = {c, d, e}   G3 = {e, f}
+    #   P5 = {a, b} | {a} = {a, b}   P7 = {c, e} | {c, d} = {c, d, e}
+    # Matching by aggregate IoU:
+    #   G1: P5 2/2 = 1, P7 0            -> p* = 5
+    #   G2: P5 0,       P7 3/3 = 1      -> p* = 7
+    #   G3: P5 0,       P7 |{e}| / |{c, d, e, f}| = 1/4 -> p* = 7 (7 matches two instances)
+    # Per-view IoUs (valid pixels of that view):
+    #   G1 view 0: {a, b} vs {a, b} = 1; view 1: {a} vs {a} = 1 -> mean 1, success
+    #   G2 view 0: {c} vs {c, e} = 1/2;  view 1: {c, d, e} vs {c, d} = 2/3
+    #      -> mean 7/12, success (1/2 >= 0.5 counts)
+    #   G3 visible in view 0 only: {e, f} vs {c, e} = 1/3 -> mean 1/3, failure
+    # T-mIoU = (1 + 7/12 + 1/3) / 3 = (12 + 7 + 4) / 36 = 23/36 ; T-SR = 2/3
+    m = instance_metrics(INST_PRED, INST_GT)
+    assert set(m) == {"T-mIoU", "T-SR"}
+    assert m["T-mIoU"] == pytest.approx(23 / 36)
+    assert m["T-SR"] == pytest.approx(2 / 3)
+    assert all(isinstance(v, float) for v in m.values())
+
+
+def test_instance_permuting_cluster_labels_changes_nothing() -> None:
+    relabel = {5: 12, 7: 0, 9: 3, -1: -1}
+    pred = np.vectorize(relabel.get)(INST_PRED)
+    m = instance_metrics(pred, INST_GT)
+    assert m["T-mIoU"] == pytest.approx(23 / 36)
+    assert m["T-SR"] == pytest.approx(2 / 3)
+    # ... and on a larger random scene with structured clusters.
+    rng = np.random.default_rng(8)
+    gt = np.repeat(np.repeat(rng.integers(0, 6, (3, 4, 5)), 3, axis=1), 3, axis=2)
+    pred = np.where(rng.random(gt.shape) < 0.3, rng.integers(-1, 8, gt.shape), gt)
+    perm = rng.permutation(8) + 20
+    pred_perm = np.where(pred >= 0, perm[np.maximum(pred, 0)], -1)
+    assert instance_metrics(pred_perm, gt) == pytest.approx(instance_metrics(pred, gt))
+
+
+def test_instance_identical_labels_are_perfect() -> None:
+    rng = np.random.default_rng(9)
+    gt = rng.integers(0, 10, (4, 6, 7))
+    # Void pixels may carry anything, including noise.
+    pred = np.where(gt == 0, rng.integers(-1, 3, gt.shape), gt + 100)
+    m = instance_metrics(pred, gt)
+    assert m == {"T-mIoU": 1.0, "T-SR": 1.0}
+
+
+def test_instance_unmatched_instance_scores_zero() -> None:
+    # Instance 1 is all noise; instance 2 is predicted exactly as cluster 0.
+    # Instance 1: no overlapping cluster -> IoUs 0, failure. Instance 2: 1, success.
+    # T-mIoU = (0 + 1) / 2 = 1/2, T-SR = 1/2.
+    gt = np.array([[[1, 1, 2, 2]], [[1, 2, 2, 0]]])
+    pred = np.array([[[-1, -1, 0, 0]], [[-1, 0, 0, 0]]])
+    assert instance_metrics(pred, gt) == {"T-mIoU": 0.5, "T-SR": 0.5}
+    # Without any cluster at all, every instance scores 0.
+    assert instance_metrics(np.full_like(gt, -1), gt) == {"T-mIoU": 0.0, "T-SR": 0.0}
+
+
+def test_instance_tie_goes_to_smallest_cluster_label() -> None:
+    # Three views of 2 pixels, all instance 1. Clusters 3 and 4 both cover both
+    # positions across views -> aggregate IoU 1 for each: a tie.
+    #   p* = 3: views IoU 1, 0, 1 -> mean 2/3, failure
+    #   (p* = 4 would give 0, 1, 0 -> mean 1/3)
+    gt = np.ones((3, 1, 2), dtype=int)
+    pred = np.array([[[3, 3]], [[4, 4]], [[3, 3]]])
+    m = instance_metrics(pred, gt)
+    assert m["T-mIoU"] == pytest.approx(2 / 3)
+    assert m["T-SR"] == 0.0
+
+
+def test_instance_no_instance_is_nan() -> None:
+    m = instance_metrics(np.zeros((2, 3, 3), dtype=int), np.zeros((2, 3, 3), dtype=int))
+    assert math.isnan(m["T-mIoU"]) and math.isnan(m["T-SR"])
+
+
+@pytest.mark.parametrize(
+    "pred,gt,match",
+    [
+        (INST_PRED.astype(float), INST_GT, "pred_labels must be an integer array"),
+        (INST_PRED, INST_GT.astype(float), "gt_ids must be an integer array"),
+        (INST_PRED[0], INST_GT[0], r"pred_labels must have shape \(S, H, W\)"),
+        (INST_PRED[:1], INST_GT, r"pred_labels shape \(1, 2, 3\) does not match gt_ids shape \(2, 2, 3\)"),
+        (INST_PRED - 3, INST_GT, "pred_labels must be >= -1"),
+        (INST_PRED, -INST_GT, "gt_ids must be >= 0"),
+    ],
+)
+def test_instance_value_errors(pred, gt, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        instance_metrics(pred, gt)
+
+
+# --------------------------------------------------------------------------- #
+# Reliability mask and point maps
+# --------------------------------------------------------------------------- #
+def test_reliability_mask_top_quarter() -> None:
+    conf = np.arange(1.0, 9.0).reshape(2, 4)  # 1..8
+    # 75th percentile (linear) of 1..8: position 0.75 * 7 = 5.25 -> 6 + 0.25 = 6.25 -> {7, 8}
+    np.testing.assert_array_equal(reliability_mask(conf), conf >= 7)
+    # Among valid pixels only: drop 7 and 8 -> values 1..6, position 3.75 -> 4.75 -> {5, 6}
+    valid = conf <= 6
+    np.testing.assert_array_equal(reliability_mask(conf, valid), (conf >= 5) & valid)
+    # Non-finite confidence is never valid.
+    conf_nan = conf.copy()
+    conf_nan[1, 3] = np.nan  # drop 8 -> 1..7, position 4.5 -> 5.5 -> {6, 7}
+    np.testing.assert_array_equal(reliability_mask(conf_nan), conf_nan >= 6)
+
+
+def test_reliability_mask_constant_keeps_all_valid() -> None:
+    conf = np.full((2, 3, 3), 0.1)
+    valid = np.ones(conf.shape, dtype=bool)
+    valid[0, 0, 0] = False
+    np.testing.assert_array_equal(reliability_mask(conf, valid), valid)
+
+
+@pytest.mark.parametrize(
+    "conf,valid,match",
+    [
+        (np.ones(3), np.ones(2, bool), r"valid shape \(2,\) does not match confidence shape \(3,\)"),
+        (np.ones(3), np.array([0.5, 1, 1]), "valid must be boolean"),
+        (np.full(3, np.nan), None, "no valid pixel"),
+        (np.ones(3), np.zeros(3, bool), "no valid pixel"),
+    ],
+)
+def test_reliability_mask_value_errors(conf, valid, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        reliability_mask(conf, valid)
+
+
+def test_pointmap_error_zero_for_similarity_of_gt() -> None:
+    rng = np.random.default_rng(10)
+    gt = rng.normal(size=(2, 5, 6, 3)) + np.array([0.0, 0.0, 4.0])
+    s, rot, t = _random_similarity(10)
+    pred = s * gt @ rot.T + t  # pred = similarity of gt -> aligning undoes it exactly
+    conf = rng.uniform(1.0, 5.0, size=gt.shape[:3])
+    mask = reliability_mask(conf)
+    assert pointmap_error(pred, gt, conf, mask) == pytest.approx(0.0, abs=1e-10)
+
+
+# One view of 1x6 pixels. The first 4 points (non-coplanar) form the fit mask;
+# there pred = gt / 2, so the fit is s = 2, R = I, t = 0.
+PM_GT = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [2, 2, 2], [5, 5, 5]], dtype=float)
+PM_PRED = PM_GT / 2
+PM_PRED[4] += [1.5, 2.0, 0.0]  # aligned: gt + 2 * (1.5, 2, 0) = gt + (3, 4, 0) -> distance 5
+PM_PRED[5] = np.nan  # non-finite pred: excluded from the error
+PM_SHAPE = (1, 1, 6)
+PM_MASK = np.array([True, True, True, True, False, False]).reshape(PM_SHAPE)
+
+
+def test_pointmap_error_hand_computed() -> None:
+    # distances [0, 0, 0, 0, 5], pixel 5 excluded.
+    # conf all 1 -> 5 / 5 = 1
+    conf = np.ones(PM_SHAPE)
+    assert pointmap_error(PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), conf, PM_MASK) == pytest.approx(1.0)
+
+
+def test_pointmap_error_confidence_weighting() -> None:
+    # conf [1, 1, 1, 1, 2, 7] -> (2 * 5) / (1 + 1 + 1 + 1 + 2) = 10/6 = 5/3 (pixel 5 excluded)
+    conf = np.array([1, 1, 1, 1, 2, 7], dtype=float).reshape(PM_SHAPE)
+    got = pointmap_error(PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), conf, PM_MASK)
+    assert got == pytest.approx(5 / 3)
+    # conf 0 on the bad pixel -> 0
+    conf = np.array([1, 1, 1, 1, 0, 1], dtype=float).reshape(PM_SHAPE)
+    got = pointmap_error(PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), conf, PM_MASK)
+    assert got == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "pred,gt,conf,mask,match",
+    [
+        (np.ones((1, 2, 3)), np.ones((1, 2, 3)), np.ones((1, 2)), np.ones((1, 2), bool), r"pred must have shape"),
+        (np.ones((1, 1, 4, 3)), np.ones((1, 4, 1, 3)), np.ones((1, 1, 4)), np.ones((1, 1, 4), bool), "gt shape"),
+        (PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), np.ones((1, 6)), PM_MASK, "conf shape"),
+        (PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), np.ones(PM_SHAPE), PM_MASK[0], "mask shape"),
+        (PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), np.ones(PM_SHAPE), np.zeros(PM_SHAPE, bool),
+         "mask selects 0 pixels"),
+        (PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), np.zeros(PM_SHAPE), PM_MASK, "conf sums to 0"),
+        (PM_PRED.reshape(1, 1, 6, 3), PM_GT.reshape(1, 1, 6, 3), -np.ones(PM_SHAPE), PM_MASK, "non-negative"),
+    ],
+)
+def test_pointmap_error_value_errors(pred, gt, conf, mask, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        pointmap_error(pred, gt, conf, mask)
+
+
+# --------------------------------------------------------------------------- #
+# Camera poses
+# --------------------------------------------------------------------------- #
+def _pose(rot: np.ndarray, t) -> np.ndarray:  # type: ignore[no-untyped-def]
+    e = np.eye(4)
+    e[:3, :3] = rot
+    e[:3, 3] = t
+    return e
+
+
+def _rz(deg: float) -> np.ndarray:
+    return Rotation.from_euler("z", deg, degrees=True).as_matrix()
+
+
+def _random_poses(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rots = Rotation.random(n, random_state=seed).as_matrix()
+    return np.stack([_pose(r, rng.normal(size=3)) for r in rots])
+
+
+def test_pose_identical_is_perfect() -> None:
+    e = _random_poses(5, 11)
+    rot, trans = pose_errors(e, e)
+    assert rot.shape == trans.shape == (10,)  # 5 * 4 / 2 pairs
+    np.testing.assert_allclose(rot, 0.0, atol=1e-5)
+    np.testing.assert_allclose(trans, 0.0, atol=1e-6)
+    assert pose_metrics(e, e) == {"AUC@30": 1.0, "RRA@30": 1.0, "RTA@30": 1.0}
+    assert pose_metrics(e[:, :3], e[:, :3]) == {"AUC@30": 1.0, "RRA@30": 1.0, "RTA@30": 1.0}
+
+
+def test_pose_known_rotation_error() -> None:
+    # E_0 = I, so Rel_01 = E_1. Pred's rotation is off by 10 degrees about z,
+    # translation identical -> rotation error 10, translation error 0.
+    t = [1.0, 2.0, 3.0]
+    gt = np.stack([np.eye(4), _pose(_rz(40.0), t)])
+    pred = np.stack([np.eye(4), _pose(_rz(50.0), t)])
+    rot, trans = pose_errors(pred, gt)
+    assert rot[0] == pytest.approx(10.0, abs=1e-6)
+    assert trans[0] == pytest.approx(0.0, abs=1e-6)
+    # 10.5 degrees off (10 itself sits on a bin edge, where rounding decides):
+    # e = 10.5 -> bin [10, 11): cumulative 0 for bins 0..9, 1 for 10..29 -> AUC = 20/30
+    pred = np.stack([np.eye(4), _pose(_rz(50.5), t)])
+    m = pose_metrics(pred, gt)
+    assert m["AUC@30"] == pytest.approx(2 / 3)
+    assert m["RRA@30"] == 1.0 and m["RTA@30"] == 1.0
+    # 40 degrees off -> fails RRA, e = 40 > 30 -> AUC 0
+    pred40 = np.stack([np.eye(4), _pose(_rz(80.0), t)])
+    assert pose_metrics(pred40, gt) == {"AUC@30": 0.0, "RRA@30": 0.0, "RTA@30": 1.0}
+
+
+@pytest.mark.parametrize(
+    "t_pred,expected",
+    [
+        ([-1.0, 0.0, 0.0], 0.0),  # negated: theta = 180 -> min(180, 0) = 0
+        ([5.0, 0.0, 0.0], 0.0),  # scale is irrelevant
+        ([1.0, 1.0, 0.0], 45.0),
+        ([-1.0, np.sqrt(3.0), 0.0], 60.0),  # theta = 120 -> min(120, 60) = 60
+        ([0.0, 0.0, 1.0], 90.0),
+        ([0.0, 0.0, 0.0], 90.0),  # no direction -> 90 by convention
+    ],
+)
+def test_pose_translation_error(t_pred, expected) -> None:  # type: ignore[no-untyped-def]
+    gt = np.stack([np.eye(4), _pose(np.eye(3), [1.0, 0.0, 0.0])])
+    pred = np.stack([np.eye(4), _pose(np.eye(3), t_pred)])
+    rot, trans = pose_errors(pred, gt)
+    assert rot[0] == pytest.approx(0.0, abs=1e-6)
+    assert trans[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_pose_auc_hand_computed() -> None:
+    # errors 0.5, 10.2, 45 over 3 pairs: bin 0 and bin 10 get 1/3 each, 45 only
+    # counts in the denominator. Cumulative: bins 0..9 -> 1/3 (10 bins),
+    # bins 10..29 -> 2/3 (20 bins). AUC = (10/3 + 40/3) / 30 = 5/9
+    assert pose_auc([0.5, 10.2, 45.0]) == pytest.approx(5 / 9)
+    # The reference variant (bin width 30/31): 0.5 -> bin 0, 10.2 * 31/30 = 10.54 -> bin 10,
+    # so here it happens to agree.
+    assert pose_auc_reference31([0.5, 10.2, 45.0]) == pytest.approx(5 / 9)
+    # Exactly 30 falls in numpy's closed last bin [29, 30]: cumulative 1 in bin 29 only.
+    assert pose_auc([30.0]) == pytest.approx(1 / 30)
+    assert pose_auc([0.0, 0.0], max_threshold=5) == 1.0
+
+
+def test_pose_auc_reference31_differs_from_standard() -> None:
+    # 29.5: standard bin [29, 30] -> counted in the last cumulative value;
+    # reference bin floor(29.5 * 31/30) = floor(30.48) = 30, the dropped 31st bin.
+    # standard: bins 0..9 -> 1/3, 10..28 -> 2/3 (19 bins), 29 -> 1:
+    #   (10/3 + 38/3 + 3/3) / 30 = 51/90 = 17/30
+    # reference: bins 0..9 -> 1/3, 10..29 -> 2/3: (10/3 + 40/3) / 30 = 50/90 = 5/9
+    errors = [0.5, 10.2, 29.5]
+    assert pose_auc(errors) == pytest.approx(17 / 30)
+    assert pose_auc_reference31(errors) == pytest.approx(5 / 9)
+    # 0.98 degrees: standard bin 0, reference bin floor(0.98 * 31/30) = 1.
+    # standard = 1 (all bins), reference = 29/30 (cumulative 0 in bin 0).
+    assert pose_auc([0.98]) == 1.0
+    assert pose_auc_reference31([0.98]) == pytest.approx(29 / 30)
+
+
+def test_pose_metrics_invariances() -> None:
+    gt = _random_poses(4, 12)
+    # A perturbed prediction with non-trivial errors.
+    rng = np.random.default_rng(12)
+    noise = Rotation.from_rotvec(rng.normal(scale=0.2, size=(4, 3))).as_matrix()
+    pred = gt.copy()
+    pred[:, :3, :3] = noise @ gt[:, :3, :3]
+    pred[:, :3, 3] += rng.normal(scale=0.3, size=(4, 3))
+    ref_rot, ref_trans = pose_errors(pred, gt)
+    assert ref_rot.max() > 1.0  # the case is not trivial
+
+    # (1) Common left factor E -> W @ E: Rel = inv(E_i) inv(W) W E_j is unchanged.
+    w = _pose(Rotation.random(random_state=13).as_matrix(), [3.0, -1.0, 2.0])
+    rot, trans = pose_errors(w @ pred, w @ gt)
+    np.testing.assert_allclose(rot, ref_rot, atol=1e-6)
+    np.testing.assert_allclose(trans, ref_trans, atol=1e-8)
+    # (2) Common world rotation E -> E @ W (W a rotation): Rel -> W^T Rel W, a
+    #     conjugation that preserves both angles.
+    w_rot = _pose(Rotation.random(random_state=14).as_matrix(), [0.0, 0.0, 0.0])
+    rot, trans = pose_errors(pred @ w_rot, gt @ w_rot)
+    np.testing.assert_allclose(rot, ref_rot, atol=1e-6)
+    np.testing.assert_allclose(trans, ref_trans, atol=1e-8)
+    # (3) Scaling the prediction's translations (world scale) changes no angle.
+    scaled = pred.copy()
+    scaled[:, :3, 3] *= 3.7
+    rot, trans = pose_errors(scaled, gt)
+    np.testing.assert_allclose(rot, ref_rot, atol=1e-6)
+    np.testing.assert_allclose(trans, ref_trans, atol=1e-8)
+    # (4) NOT invariant to a common world translation E -> E @ W: Rel's
+    #     translation picks up (R_rel - I) t_W, which differs between pred and gt.
+    w_trans = _pose(np.eye(3), [3.0, -1.0, 2.0])
+    _, trans = pose_errors(pred @ w_trans, gt @ w_trans)
+    assert not np.allclose(trans, ref_trans, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "pred,gt,match",
+    [
+        (np.eye(4)[None], np.eye(4)[None], r"need >= 2 views \(S\), got S=1"),
+        (np.stack([np.eye(4)] * 2), np.stack([np.eye(4)] * 3), "2 views but gt_extrinsics has 3"),
+        (np.stack([np.eye(3)] * 2), np.stack([np.eye(3)] * 2), r"pred_extrinsics must have shape \(S, 3, 4\)"),
+        (np.stack([np.eye(4)] * 2), np.stack([np.eye(4)[:, :3]] * 2), r"gt_extrinsics must have shape"),
+        (np.stack([2 * np.eye(4)] * 2), np.stack([np.eye(4)] * 2), r"last row \[0, 0, 0, 1\]"),
+        (np.stack([np.full((3, 4), np.nan)] * 2), np.stack([np.eye(4)] * 2), "finite"),
+    ],
+)
+def test_pose_value_errors(pred, gt, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        pose_metrics(pred, gt)
+
+
+@pytest.mark.parametrize(
+    "errors,kwargs,match",
+    [
+        ([], {}, "non-empty 1-D"),
+        ([[1.0]], {}, "non-empty 1-D"),
+        ([1.0, np.nan], {}, "no NaN"),
+        ([-1.0], {}, "non-negative"),
+        ([1.0], {"max_threshold": 0}, "positive integer"),
+        ([1.0], {"max_threshold": 2.5}, "positive integer"),
+    ],
+)
+def test_pose_auc_value_errors(errors, kwargs, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        pose_auc(errors, **kwargs)
+    if not kwargs:
+        with pytest.raises(ValueError, match=match):
+            pose_auc_reference31(errors)

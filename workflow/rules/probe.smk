@@ -13,6 +13,7 @@ rule probe:
         task=one_of(PLAN.tasks),
         source=r"[^/@]+@(none|t\d+)@L\d+",
         probe=r"[^/]+",
+    threads: 1
     log:
         log_path("probe", "{dataset}/{task}/{source}/{probe}"),
     benchmark:

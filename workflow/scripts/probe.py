@@ -14,5 +14,6 @@ record = run_probe(
     task_options=dict(snakemake.params.task_options),
     seed=snakemake.params.seed,
     out_dir=snakemake.output[0],
+    threads=snakemake.threads,
 )
 log.info("%s", record["metrics"])

@@ -1,0 +1,115 @@
+"""Calibration sources: what a probe scores with perfect features and with none.
+
+- ``oracle``: the ground truth itself, encoded as features (area-averaged to a grid of ``patch_size``
+  pixels): log depth on the points' scale (1 channel), the point in frame 0's camera frame scaled so frame 0's mean point norm is 1
+  (3), class fractions (one channel per class), an instance embedding (``instance_dims`` channels: a fixed
+  random unit vector per instance of the clip, 0 on void), and the camera of the frame relative to frame 0
+  (12: ``[R | t]`` with t on the same scale, constant over the frame). Every task's targets are a linear
+  function of these for samples whose first view is frame 0, as the frame protocol draws them; a probe that
+  misses near-perfect scores on the oracle has a metric, alignment or training bug.
+- ``noise``: seeded Gaussian noise of the source's grid shape that ignores the clip; probes on it score
+  at chance.
+
+Neither reads pixels, and neither is a model: they are labelled ``oracle`` and ``baseline`` in tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from clipstore.grid import resample
+from extractors.base import ClipFeatures, Extractor, OptionError
+
+
+def _grid(height: int, width: int, patch: int, name: str) -> tuple[int, int]:
+    if height % patch or width % patch:
+        raise OptionError(f"model {name!r}: patch_size {patch} does not divide the {height}x{width} frames")
+    return height // patch, width // patch
+
+
+class OracleExtractor(Extractor):
+    family = "oracle"
+    paradigm = "oracle"
+    inputs = ("depth", "points", "extrinsics", "semantic", "instance", "tag_counts")
+    default_options: ClassVar[dict[str, Any]] = {"patch_size": 4, "instance_dims": 16}
+
+    def validate_options(self) -> None:
+        self.positive_int_option("patch_size")
+        self.positive_int_option("instance_dims")
+
+    def num_layers(self) -> int:
+        return 1
+
+    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
+                clip: int = 0) -> ClipFeatures:
+        raise OptionError(f"model {self.name!r}: the oracle encodes ground truth, not frames")
+
+    def extract_clip(self, arrays: Mapping[str, np.ndarray], layers: tuple[int, ...],
+                     timesteps: tuple[int | None, ...], *, clip: int = 0) -> dict[int | None, ClipFeatures]:
+        frames, height, width = arrays["depth"].shape
+        grid = _grid(height, width, self.options["patch_size"], self.name)
+        channels = np.concatenate([self._geometry(arrays), self._classes(arrays),
+                                   self._instances(arrays["instance"], clip)], axis=-1)
+        cells = resample(channels, grid, axes=(1, 2), method="area")
+        cells = np.concatenate([cells, np.broadcast_to(self._cameras(arrays)[:, None, None], (*cells.shape[:3], 12))],
+                               axis=-1)
+        return {t: ClipFeatures({0: cells.astype(np.float32)}, np.arange(frames)) for t in timesteps}
+
+    @staticmethod
+    def _scale_and_frame0_points(arrays: Mapping[str, np.ndarray]) -> tuple[float, np.ndarray]:
+        extrinsics = arrays["extrinsics"].astype(np.float64)
+        points = arrays["points"].astype(np.float64) @ extrinsics[0, :, :3].T + extrinsics[0, :, 3]
+        valid = np.isfinite(points[0]).all(axis=-1) & (arrays["depth"][0] > 0)
+        return float(np.linalg.norm(points[0][valid], axis=-1).mean()), points
+
+    def _geometry(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        scale, points = self._scale_and_frame0_points(arrays)
+        depth = arrays["depth"].astype(np.float64) / scale
+        log_depth = np.log(np.where(np.isfinite(depth) & (depth > 0), depth, 1.0))
+        return np.concatenate([log_depth[..., None], np.nan_to_num(points / scale)], axis=-1)
+
+    @staticmethod
+    def _classes(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        classes = arrays["tag_counts"].shape[-1]
+        return (arrays["semantic"][..., None] == np.arange(classes)).astype(np.float64)
+
+    def _instances(self, instance: np.ndarray, clip: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, clip, 0x0AC1E])
+        vectors = rng.standard_normal((int(instance.max()) + 1, self.options["instance_dims"]))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors[0] = 0.0  # void
+        return vectors[instance]
+
+    def _cameras(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        from probes.camera import relative_to_first
+
+        scale, _ = self._scale_and_frame0_points(arrays)
+        relative = relative_to_first(arrays["extrinsics"].astype(np.float64))
+        relative[:, :, 3] /= scale
+        return relative.reshape(len(relative), 12)
+
+
+class NoiseExtractor(Extractor):
+    family = "noise"
+    paradigm = "baseline"
+    default_options: ClassVar[dict[str, Any]] = {"patch_size": 8, "channels": 64}
+
+    def validate_options(self) -> None:
+        self.positive_int_option("patch_size")
+        self.positive_int_option("channels")
+
+    def num_layers(self) -> int:
+        return 1
+
+    def channels(self) -> int:
+        return self.options["channels"]
+
+    def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
+                clip: int = 0) -> ClipFeatures:
+        grid = _grid(frames.shape[1], frames.shape[2], self.options["patch_size"], self.name)
+        noise = np.random.default_rng([self.seed, clip, 0x40153]).standard_normal(
+            (len(frames), *grid, self.options["channels"]))
+        return ClipFeatures({0: noise.astype(np.float32)}, np.arange(len(frames)))

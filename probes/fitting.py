@@ -1,0 +1,73 @@
+"""Fit one probe kind of one task on one source and score it: the part of a probe job that does the science.
+
+Both paths draw their samples from the same frame protocol and read them through the same
+:class:`~probes.data.SampleReader`; validation samples are fixed by the protocol's ``val_seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from clipstore import ClipStore
+from probes.data import Sample, SampleReader
+from probes.result import ProbeResult
+from probes.sampler import FrameProtocol
+from probes.sources import FeatureSource
+from probes.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+def fit_and_score(task: Task, kind: str, source: FeatureSource, clips_store: ClipStore, train_clips: Sequence[int],
+                  val_clips: Sequence[int], settings: dict[str, Any], options: dict[str, Any],
+                  seed: int) -> ProbeResult:
+    """Train probe ``kind`` of ``task`` on ``train_clips`` and score it on ``val_clips``."""
+    protocol = FrameProtocol.from_options(options)
+    num_frames = int(clips_store.attrs["num_frames"])
+    reader = SampleReader(source, clips_store, task.module.make_targets(options))
+    val = Sample.of(protocol.validation_views(val_clips, num_frames))
+
+    def training_samples(epoch: int) -> list[Sample]:
+        return Sample.of(protocol.training_views(train_clips, num_frames, seed, epoch, settings["draws_per_clip"]))
+
+    if kind == "linear":
+        predictions, weights, info = task.module.fit_linear(reader, training_samples(0), val, settings, seed)
+        curves: list[dict[str, float]] = []
+    else:
+        predictions, weights, info, curves = _fit_net(task, kind, reader, training_samples, val, settings,
+                                                      num_classes=len(clips_store.class_names), seed=seed)
+    metrics, saved, evaluation = task.module.evaluate(predictions, reader, val, training_samples(0), options)
+    return ProbeResult(
+        metrics=metrics,
+        info={**info, **evaluation, "train_samples": len(training_samples(0)), "val_samples": len(val)},
+        predictions={"clip_index": np.array([s.clip for s in val]), "views": np.stack([s.views for s in val]),
+                     **saved},
+        weights=weights, curves=curves)
+
+
+def _fit_net(task: Task, kind: str, reader: SampleReader, training_samples: Any, val: list[Sample],
+             settings: dict[str, Any], *, num_classes: int, seed: int) -> tuple[Any, dict, dict, list]:
+    import torch
+
+    from probes.nets import build_probe_net, parameter_count
+    from probes.training import choose_device, predict, train
+
+    training = {key: settings[key] for key in task.module.TRAINING_DEFAULTS}
+    architecture = {key: value for key, value in settings.items() if key not in training}
+    device = choose_device(training["device"])
+    torch.manual_seed(seed)
+    net = build_probe_net(kind, task.name, reader.source.channels, architecture,
+                          num_classes=num_classes if task.name == "tagging" else None).to(device)
+    log.info("%s %s probe: %d parameters on %s", task.name, kind, parameter_count(net), device)
+    run = train(net, reader, train_samples=training_samples, val_samples=val, loss_fn=task.module.loss_fn(training),
+                settings=training, seed=seed, device=device, progress=log.info)
+    outputs = predict(net, reader, val, int(training["batch_size"]), device)
+    info = {"parameters": parameter_count(net), "device": str(device), "best_epoch": run.best_epoch,
+            "epochs_run": len(run.curves), "best_val_loss": run.best_val_loss,
+            "data_wait_seconds": round(run.data_seconds, 3), "step_seconds": round(run.step_seconds, 3)}
+    weights = {key: value.detach().cpu().contiguous() for key, value in net.state_dict().items()}
+    return task.module.net_predictions(outputs, reader, val), weights, info, run.curves
