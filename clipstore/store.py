@@ -185,16 +185,27 @@ class ClipStore:
         return read_frames(self.zarr_array(name), clips, frames)
 
 
+SPAN_READ_BYTES = 8_000_000  # read a row's frames as one contiguous span when it is at most this large
+
+
 def read_frames(array: zarr.Array, rows: Sequence[int], frames: Sequence[int] | None = None) -> np.ndarray:
     """``array[rows][:, frames]`` of a (clips, frames, ...) array chunked one frame per chunk.
 
-    Reads Zarr directly: a whole clip is one shard read, a frame one chunk read. Both Dask's per-chunk
-    tasks (scheduler-bound on small chunks) and Zarr's orthogonal selection with integer lists
-    (element-wise gathering) are several times slower here (bench/featurestore.py).
+    Reads Zarr directly: a whole clip is one shard read. Selected frames are read as one contiguous span
+    when the span is small (each Zarr call costs milliseconds, far more than decoding a small frame), else
+    one chunk read per frame. Both Dask's per-chunk tasks (scheduler-bound on small chunks) and Zarr's
+    orthogonal selection with integer lists (element-wise gathering) are several times slower here
+    (bench/featurestore.py).
     """
     if frames is None:
         return np.stack([array[int(row)] for row in rows])
-    return np.stack([np.stack([array[int(row), int(f)] for f in frames]) for row in rows])
+    frames = [int(f) for f in frames]
+    low, high = min(frames), max(frames)
+    frame_bytes = int(np.prod(array.shape[2:])) * array.dtype.itemsize
+    if (high - low + 1) * frame_bytes <= SPAN_READ_BYTES:
+        offsets = [f - low for f in frames]
+        return np.stack([array[int(row), low:high + 1][offsets] for row in rows])
+    return np.stack([np.stack([array[int(row), f] for f in frames]) for row in rows])
 
 
 def open_clip_store(path: str | os.PathLike) -> ClipStore:

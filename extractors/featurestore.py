@@ -22,6 +22,7 @@ from zarr.codecs import ZstdCodec
 
 from clipstore.errors import StoreError
 from clipstore.resumable import ResumableStore, open_complete
+from clipstore.store import read_frames
 from extractors.base import ClipFeatures
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -167,12 +168,11 @@ class FeatureStore:
 
     def read_frames(self, layer: int, clip: int, positions: Sequence[int]) -> np.ndarray:
         """(len(positions), h, w, C) float16: feature frames ``positions`` of clip-store clip ``clip``, reading
-        only their chunks (one chunk per feature frame)."""
+        only their chunks (one chunk per feature frame), or their span when it is small."""
         self._check_layer(layer)
         row = int(self.rows_of([clip])[0])
         shard = int(np.searchsorted(self._row_offsets, row, side="right")) - 1
-        array = self._array(shard, layer)
-        return np.stack([array[row - int(self._row_offsets[shard]), int(p)] for p in positions])
+        return read_frames(self._array(shard, layer), [row - int(self._row_offsets[shard])], positions)[0]
 
     def _array(self, shard: int, layer: int) -> zarr.Array:
         """Shard ``shard``'s layer array, opened once (opening reads its metadata; complete stores never change)."""

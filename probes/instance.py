@@ -14,6 +14,7 @@ sampled valid pixels per sample (:func:`probes.losses.pull_push_loss`, margin ``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ from clipstore import ClipStore
 from clipstore.grid import resample
 from probes.data import Sample, SampleReader
 from probes.metrics import instance_metrics
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # torch loads only in the jobs that train a torch probe
     import torch
@@ -144,16 +147,22 @@ def fit_linear(reader: SampleReader, train: Sequence[Sample], val: Sequence[Samp
     x, y = _token_data(reader, train, settings, seed)
     classes = len(np.unique(y))
     if classes < 2:
-        raise ValueError(f"instance linear probe: the training samples show {classes} instance(s); need >= 2")
-    dims = min(settings["embed_dim"], classes - 1, x.shape[1])
-    # shrinking the within-instance covariance keeps near-constant channels from dominating the projection
-    lda = LinearDiscriminantAnalysis(n_components=dims, solver="eigen", shrinkage=settings["shrinkage"]).fit(x, y)
+        # A grid too coarse for any cell to be mostly one object: nothing to fit, so the embedding is the
+        # features themselves (recorded in info; the scores are then those of unprobed features).
+        log.warning("instance linear probe: %d instance(s) cover %s of a cell in the training samples; "
+                    "clustering the raw features instead", classes, settings["min_cell_share"])
+        projection = np.eye(reader.source.channels, dtype=np.float32)
+    else:
+        dims = min(settings["embed_dim"], classes - 1, x.shape[1])
+        # shrinking the within-instance covariance keeps near-constant channels from dominating the projection
+        lda = LinearDiscriminantAnalysis(n_components=dims, solver="eigen", shrinkage=settings["shrinkage"])
+        projection = lda.fit(x, y).scalings_[:, :dims].astype(np.float32)
     embeddings = []
     for sample in val:
         features = reader.features(sample)
-        projected = lda.transform(features.reshape(-1, features.shape[-1]))
+        projected = features.reshape(-1, features.shape[-1]) @ projection
         projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
         embeddings.append(projected.reshape(*features.shape[:3], -1).astype(np.float32))
-    dims = embeddings[0].shape[-1]  # LDA keeps at most the rank of the between-instance scatter
-    weights = {"projection": lda.scalings_[:, :dims].astype(np.float32)}  # embedding = normalise(x @ projection)
-    return embeddings, weights, {"train_tokens": int(len(y)), "train_instances": classes, "embed_dim": dims}
+    weights = {"projection": projection}  # embedding = normalise(features @ projection)
+    return embeddings, weights, {"train_tokens": int(len(y)), "train_instances": classes,
+                                 "embed_dim": int(projection.shape[1]), "fitted": classes >= 2}

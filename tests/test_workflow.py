@@ -35,7 +35,9 @@ SMALL_CONFIG = {
                  "options": {"random_init": True}},
     },
     "extraction": {"clips_per_shard": 8},
-    "tasks": {"depth": {"probes": {"linear": {}}}},
+    # 5-frame clips: the VLM sees query frames 0 and 1 only, so samples are those two views
+    "tasks": {"geometry": {"options": {"views": 2, "min_gap": 1, "window": 2, "snap_stride": 1},
+                           "probes": {"linear": {}}}},
 }
 
 
@@ -79,14 +81,15 @@ def test_dag_runs_end_to_end_and_says_where_the_table_is(demo_run) -> None:
     assert [r["source"] for r in rows] == ["pixels@none@L0", "qwen@none@L2", "random-patch@none@L0",
                                            "random-patch@none@L1", "wan@t500@L2"]
     for row in rows:
-        assert 0 < float(row["depth/linear/AbsRel"]) < 2 and 0 <= float(row["depth/linear/delta1"]) <= 1
+        assert 0 < float(row["geometry/linear/AbsRel"]) < 2 and 0 <= float(row["geometry/linear/delta1"]) <= 1
+        assert 0 <= float(row["geometry/linear/AUC@30"]) <= 1 and float(row["geometry/linear/P-map"]) > 0
     assert [(r["paradigm"], r["random_init"]) for r in rows] == [
         ("baseline", "False"), ("vlm", "True"), ("baseline", "False"), ("baseline", "False"), ("vgm", "True")]
     assert "wan@t500@L2 (random-init)" in (workdir / "results/tables/summary.md").read_text()
     for path in ("results/data/tiny.zarr", "results/features/tiny/pixels/none/shard-1.zarr",
                  "results/tables/summary.md", "results/tables/summary.tex", "results/plots/summary.png",
                  "results/features/tiny/wan/t500/shard-0.zarr", "results/logs/extract/tiny/pixels/shard-0.log",
-                 "results/benchmarks/probe/tiny/depth/pixels@none@L0/linear.tsv"):
+                 "results/benchmarks/probe/tiny/geometry/pixels@none@L0/linear.tsv"):
         assert (workdir / path).exists(), path
     assert not list((workdir / "results").rglob("*.partial")), "no half-written output may remain"
     vlm_store = open_feature_store([workdir / "results/features/tiny/qwen/none/shard-0.zarr"])
@@ -101,12 +104,13 @@ def test_new_probes_and_tasks_reuse_cached_features(demo_run) -> None:
     assert scheduled_jobs(snakemake(workdir, SMALL_CONFIG, "-n")) == {}
 
     new_task = copy.deepcopy(SMALL_CONFIG)
-    new_task["tasks"]["tagging"] = {"options": {"min_pixels": 20}, "probes": {"linear": {"C": 0.5}}}
+    new_task["tasks"]["tagging"] = {"options": {"min_pixels": 20, "views": 2, "min_gap": 1, "window": 2,
+                                                "snap_stride": 1}, "probes": {"linear": {"C": 0.5}}}
     jobs = scheduled_jobs(snakemake(workdir, new_task, "-n"))
     assert jobs["probe"] == 5 and "dataset" not in jobs and "extract" not in jobs, jobs
 
     new_settings = copy.deepcopy(SMALL_CONFIG)
-    new_settings["tasks"]["depth"]["probes"]["linear"] = {"alphas": [1.0, 10.0]}
+    new_settings["tasks"]["geometry"]["probes"]["linear"] = {"alphas": [1.0, 10.0]}
     jobs = scheduled_jobs(snakemake(workdir, new_settings, "-n"))
     assert jobs["probe"] == 5 and "dataset" not in jobs and "extract" not in jobs, jobs
 
@@ -143,8 +147,12 @@ BAD_CONFIGS = {
                            "random-patch: layer 2 is out of range; valid layers are 0..1"),
     "missing dataset root": (_mutate(("datasets", "tiny"), {"kind": "clipstore", "root": "/no/such/store.zarr"}),
                              "dataset 'tiny': root '/no/such/store.zarr' does not exist"),
-    "unknown probe setting": (_mutate(("tasks", "depth", "probes", "linear"), {"alpha": 3}),
-                              "task 'depth', probe 'linear': unknown setting(s) ['alpha']"),
+    "unknown probe setting": (_mutate(("tasks", "geometry", "probes", "linear"), {"alpha": 3}),
+                              "task 'geometry', probe 'linear': unknown setting(s) ['alpha']"),
+    "unknown model for a probe kind": (_mutate(("tasks", "geometry", "probes", "light"), {"models": ["wan9"]}),
+                                       "task 'geometry', probe 'light': unknown model(s) ['wan9']"),
+    "impossible frame protocol": (_mutate(("tasks", "geometry", "options"), {"views": 8, "min_gap": 2}),
+                                  "task 'geometry': frame protocol: min_gap=2 < snap_stride=4"),
 }
 
 
@@ -162,5 +170,5 @@ def test_dataset_lacking_an_array_a_task_needs(tmp_path: Path) -> None:
     config = _mutate(("datasets", "tiny"), {"kind": "clipstore", "root": str(root)})
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode != 0
-    assert "task 'depth' needs array(s) ['depth', 'confidence'] that dataset 'tiny'" in result.stdout + result.stderr
+    assert "task 'geometry' needs array(s) ['depth', 'confidence'] that dataset 'tiny'" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
