@@ -170,5 +170,6 @@ def test_dataset_lacking_an_array_a_task_needs(tmp_path: Path) -> None:
     config = _mutate(("datasets", "tiny"), {"kind": "clipstore", "root": str(root)})
     result = snakemake(tmp_path, config, "-n")
     assert result.returncode != 0
-    assert "task 'geometry' needs array(s) ['depth', 'confidence'] that dataset 'tiny'" in result.stdout + result.stderr
+    assert ("task 'geometry' needs array(s) ['depth', 'points', 'confidence', 'extrinsics', 'intrinsics'] that "
+            "dataset 'tiny'") in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
