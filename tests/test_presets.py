@@ -37,3 +37,8 @@ def test_paper_config_is_valid_and_uses_presets() -> None:
     validate_config(config, REPO / "workflow/schemas/config.schema.yaml")
     presets = {entry.get("preset") for entry in config["models"].values()} - {None}
     assert presets == set(PRESETS)
+    from probes.tasks import resolve_task
+
+    resolved = {name: resolve_task(name, entry) for name, entry in config["tasks"].items()}
+    assert set(resolved) == {"tagging", "instance", "geometry"}
+    assert all(set(probes) == {"linear", "light", "paper"} for _, _, probes in resolved.values())
