@@ -1,8 +1,9 @@
 """Calibration sources: what a probe scores with perfect features and with none.
 
 - ``oracle``: the ground truth itself, encoded as features (area-averaged to a grid of ``patch_size``
-  pixels): log depth on the points' scale (1 channel), the point in frame 0's camera frame scaled so frame 0's mean point norm is 1
-  (3), class fractions (one channel per class), an instance embedding (``instance_dims`` channels: a fixed
+  pixels): log depth and the point in frame 0's camera frame, both scaled so frame 0's mean point norm is 1
+  (1 + 3 channels, the normalisation of the geometry targets: :func:`probes.camera.first_view_frame`),
+  class fractions (one channel per class), an instance embedding (``instance_dims`` channels: a fixed
   random unit vector per instance of the clip, 0 on void), and the camera of the frame relative to frame 0
   (12: ``[R | t]`` with t on the same scale, constant over the frame). Every task's targets are a linear
   function of these for samples whose first view is frame 0, as the frame protocol draws them; a probe that
@@ -16,12 +17,15 @@ Neither reads pixels, and neither is a model: they are labelled ``oracle`` and `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from clipstore.grid import resample
 from extractors.base import ClipFeatures, Extractor, OptionError
+
+if TYPE_CHECKING:
+    from probes.camera import FirstViewFrame
 
 
 def _grid(height: int, width: int, patch: int, name: str) -> tuple[int, int]:
@@ -49,27 +53,22 @@ class OracleExtractor(Extractor):
 
     def extract_clip(self, arrays: Mapping[str, np.ndarray], layers: tuple[int, ...],
                      timesteps: tuple[int | None, ...], *, clip: int = 0) -> dict[int | None, ClipFeatures]:
+        from probes.camera import first_view_frame  # the very normalisation the geometry targets use
+
         frames, height, width = arrays["depth"].shape
         grid = _grid(height, width, self.options["patch_size"], self.name)
-        channels = np.concatenate([self._geometry(arrays), self._classes(arrays),
+        frame = first_view_frame(arrays["depth"], arrays["points"], arrays["extrinsics"])
+        channels = np.concatenate([self._geometry(arrays["depth"], frame), self._classes(arrays),
                                    self._instances(arrays["instance"], clip)], axis=-1)
         cells = resample(channels, grid, axes=(1, 2), method="area")
-        cells = np.concatenate([cells, np.broadcast_to(self._cameras(arrays)[:, None, None], (*cells.shape[:3], 12))],
-                               axis=-1)
+        cameras = frame.extrinsics.reshape(frames, 1, 1, 12)
+        cells = np.concatenate([cells, np.broadcast_to(cameras, (*cells.shape[:3], 12))], axis=-1)
         return {t: ClipFeatures({0: cells.astype(np.float32)}, np.arange(frames)) for t in timesteps}
 
     @staticmethod
-    def _scale_and_frame0_points(arrays: Mapping[str, np.ndarray]) -> tuple[float, np.ndarray]:
-        extrinsics = arrays["extrinsics"].astype(np.float64)
-        points = arrays["points"].astype(np.float64) @ extrinsics[0, :, :3].T + extrinsics[0, :, 3]
-        valid = np.isfinite(points[0]).all(axis=-1) & (arrays["depth"][0] > 0)
-        return float(np.linalg.norm(points[0][valid], axis=-1).mean()), points
-
-    def _geometry(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        scale, points = self._scale_and_frame0_points(arrays)
-        depth = arrays["depth"].astype(np.float64) / scale
-        log_depth = np.log(np.where(np.isfinite(depth) & (depth > 0), depth, 1.0))
-        return np.concatenate([log_depth[..., None], np.nan_to_num(points / scale)], axis=-1)
+    def _geometry(depth: np.ndarray, frame: FirstViewFrame) -> np.ndarray:
+        log_depth = np.log(np.where(frame.valid, depth / frame.scale, 1.0))
+        return np.concatenate([log_depth[..., None], np.where(frame.valid[..., None], frame.points, 0.0)], axis=-1)
 
     @staticmethod
     def _classes(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -82,14 +81,6 @@ class OracleExtractor(Extractor):
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors[0] = 0.0  # void
         return vectors[instance]
-
-    def _cameras(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        from probes.camera import relative_to_first
-
-        scale, _ = self._scale_and_frame0_points(arrays)
-        relative = relative_to_first(arrays["extrinsics"].astype(np.float64))
-        relative[:, :, 3] /= scale
-        return relative.reshape(len(relative), 12)
 
 
 class NoiseExtractor(Extractor):

@@ -159,20 +159,19 @@ class FeatureStore:
     def read(self, layer: int, rows: Sequence[int]) -> np.ndarray:
         """(len(rows), T', h, w, C) float16 of rows of :meth:`layer`, one shard read per clip."""
         self._check_layer(layer)
-        offsets = self._row_offsets
-        out = []
-        for row in rows:
-            shard = int(np.searchsorted(offsets, row, side="right")) - 1
-            out.append(self._array(shard, layer)[int(row - offsets[shard])])
-        return np.stack(out)
+        return np.stack([self._array(shard, layer)[local] for shard, local in map(self._locate, rows)])
 
     def read_frames(self, layer: int, clip: int, positions: Sequence[int]) -> np.ndarray:
         """(len(positions), h, w, C) float16: feature frames ``positions`` of clip-store clip ``clip``, reading
         only their chunks (one chunk per feature frame), or their span when it is small."""
         self._check_layer(layer)
-        row = int(self.rows_of([clip])[0])
+        shard, local = self._locate(self.rows_of([clip])[0])
+        return read_frames(self._array(shard, layer), [local], positions)[0]
+
+    def _locate(self, row: int) -> tuple[int, int]:
+        """(shard, row inside that shard) of a row of :meth:`layer`."""
         shard = int(np.searchsorted(self._row_offsets, row, side="right")) - 1
-        return read_frames(self._array(shard, layer), [row - int(self._row_offsets[shard])], positions)[0]
+        return shard, int(row - self._row_offsets[shard])
 
     def _array(self, shard: int, layer: int) -> zarr.Array:
         """Shard ``shard``'s layer array, opened once (opening reads its metadata; complete stores never change)."""

@@ -18,11 +18,14 @@ VGGT's scalar-last order, sign-canonicalised so that ``qw >= 0`` (for
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
-__all__ = ["decode_pose_encoding", "nearest_rotation", "pose_encoding", "relative_to_first"]
+__all__ = ["FirstViewFrame", "decode_pose_encoding", "first_view_frame", "nearest_rotation", "pose_encoding",
+           "relative_to_first"]
 
 _BOTTOM_ROW = np.array([0.0, 0.0, 0.0, 1.0])
 
@@ -73,6 +76,34 @@ def relative_to_first(extrinsics: ArrayLike) -> NDArray[np.float64]:
     """
     e = _homogeneous(_extrinsics(extrinsics))
     return (e @ np.linalg.inv(e[0]))[:, :3]
+
+
+@dataclass(frozen=True)
+class FirstViewFrame:
+    """Geometry of a set of views in view 0's camera frame, scaled so view 0's mean point norm is 1."""
+
+    scale: float  # view 0's mean point norm in the input units; divide lengths by it
+    points: NDArray[np.float64]  # (S, H, W, 3) in view 0's camera frame, scaled (non-finite where invalid)
+    extrinsics: NDArray[np.float64]  # (S, 3, 4) world = camera 0, translations scaled
+    valid: NDArray[np.bool_]  # (S, H, W) finite depth > 0 with a finite point
+
+
+def first_view_frame(depth: ArrayLike, points: ArrayLike, extrinsics: ArrayLike) -> FirstViewFrame:
+    """The reference's per-sample geometry normalisation: everything in view 0's camera frame, scaled so
+    the mean norm of view 0's valid points is 1. ``depth`` (S, H, W), ``points`` (S, H, W, 3) in world
+    coordinates, ``extrinsics`` (S, 3|4, 4) world-to-camera. Raises ValueError when view 0 has no valid
+    pixel (nothing to take the scale from)."""
+    depth = np.asarray(depth, dtype=np.float64)
+    e = _extrinsics(extrinsics)
+    camera0 = np.asarray(points, dtype=np.float64) @ e[0, :, :3].T + e[0, :, 3]
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(depth) & (depth > 0) & np.isfinite(camera0).all(axis=-1)
+    if not valid[0].any():
+        raise ValueError("view 0 has no valid depth, so the views cannot be scale-normalised")
+    scale = float(np.linalg.norm(camera0[0][valid[0]], axis=-1).mean())
+    relative = relative_to_first(e)
+    relative[:, :, 3] /= scale
+    return FirstViewFrame(scale, camera0 / scale, relative, valid)
 
 
 def pose_encoding(

@@ -7,7 +7,7 @@ Both paths draw their samples from the same frame protocol and read them through
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,22 +34,24 @@ def fit_and_score(task: Task, kind: str, source: FeatureSource, clips_store: Cli
     def training_samples(epoch: int) -> list[Sample]:
         return Sample.of(protocol.training_views(train_clips, num_frames, seed, epoch, settings["draws_per_clip"]))
 
+    first_epoch = training_samples(0)  # the linear kinds' training set; tagging buckets come from its labels
     if kind == "linear":
-        predictions, weights, info = task.module.fit_linear(reader, training_samples(0), val, settings, seed)
+        predictions, weights, info = task.module.fit_linear(reader, first_epoch, val, settings, seed)
         curves: list[dict[str, float]] = []
     else:
         predictions, weights, info, curves = _fit_net(task, kind, reader, training_samples, val, settings,
                                                       num_classes=len(clips_store.class_names), seed=seed)
-    metrics, saved, evaluation = task.module.evaluate(predictions, reader, val, training_samples(0), options)
+    metrics, saved, evaluation = task.module.evaluate(predictions, reader, val, first_epoch, options)
     return ProbeResult(
         metrics=metrics,
-        info={**info, **evaluation, "train_samples": len(training_samples(0)), "val_samples": len(val)},
+        info={**info, **evaluation, "train_samples": len(first_epoch), "val_samples": len(val)},
         predictions={"clip_index": np.array([s.clip for s in val]), "views": np.stack([s.views for s in val]),
                      **saved},
         weights=weights, curves=curves)
 
 
-def _fit_net(task: Task, kind: str, reader: SampleReader, training_samples: Any, val: list[Sample],
+def _fit_net(task: Task, kind: str, reader: SampleReader, training_samples: Callable[[int], list[Sample]],
+             val: list[Sample],
              settings: dict[str, Any], *, num_classes: int, seed: int) -> tuple[Any, dict, dict, list]:
     import torch
 

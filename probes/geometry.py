@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from clipstore import ClipStore
 from clipstore.grid import resample
-from probes.camera import decode_pose_encoding, nearest_rotation, pose_encoding, relative_to_first
+from probes.camera import decode_pose_encoding, first_view_frame, nearest_rotation, pose_encoding
 from probes.data import Sample, SampleReader
 from probes.metrics import (depth_metrics, pointmap_error, pose_auc, pose_auc_reference31, pose_errors,
                             reliability_mask)
@@ -54,22 +54,17 @@ def targets(clips_store: ClipStore, sample: Sample) -> dict[str, np.ndarray]:
     """Depth, points, pose and masks of one sample, in view 0's camera frame, scale-normalised."""
     read = {name: clips_store.select(name, [sample.clip], sample.views)[0].astype(np.float64)
             for name in REQUIRED_ARRAYS}
-    extrinsics, depth = read["extrinsics"], read["depth"]
-    points = read["points"] @ extrinsics[0, :, :3].T + extrinsics[0, :, 3]
-    valid = np.isfinite(depth) & (depth > 0) & np.isfinite(points).all(axis=-1)
-    if not valid[0].any():
-        raise GeometryError(f"clip {sample.clip}, frame {int(sample.views[0])}: no valid depth in the reference "
-                            "view, so the sample cannot be scale-normalised")
-    scale = float(np.linalg.norm(points[0][valid[0]], axis=-1).mean())
-    relative = relative_to_first(extrinsics[:, :3])
-    relative[:, :, 3] /= scale
-    size = depth.shape[1:]
-    return {"depth": np.where(valid, depth / scale, 0.0).astype(np.float32),
-            "points": np.where(valid[..., None], points / scale, 0.0).astype(np.float32),
+    try:
+        frame = first_view_frame(read["depth"], read["points"], read["extrinsics"])
+    except ValueError as err:
+        raise GeometryError(f"clip {sample.clip}, frame {int(sample.views[0])}: {err}") from None
+    valid, size = frame.valid, read["depth"].shape[1:]
+    return {"depth": np.where(valid, read["depth"] / frame.scale, 0.0).astype(np.float32),
+            "points": np.where(valid[..., None], frame.points, 0.0).astype(np.float32),
             "confidence": np.where(valid, read["confidence"], 0.0).astype(np.float32),
-            "valid": valid, "extrinsics": relative.astype(np.float32),
-            "pose": pose_encoding(relative, read["intrinsics"], size).astype(np.float32),
-            "scale": np.float32(scale)}
+            "valid": valid, "extrinsics": frame.extrinsics.astype(np.float32),
+            "pose": pose_encoding(frame.extrinsics, read["intrinsics"], size).astype(np.float32),
+            "scale": np.float32(frame.scale)}
 
 
 def _to_size(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

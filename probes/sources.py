@@ -62,18 +62,8 @@ class FeatureSource:
     def attrs(self) -> dict:
         return self.store.attrs
 
-    def clips(self, clips: Sequence[int]) -> np.ndarray:
-        """(len(clips), T', h, w, C) float32 features of the given clip-store clips."""
-        return self.store.read(self.id.layer, self.store.rows_of(clips)).astype(np.float32)
-
     def views(self, clip: int, frames: Sequence[int]) -> np.ndarray:
         """(len(frames), h, w, C) float32 features standing for clip frames ``frames`` of clip ``clip``
         (matched through ``frame_index``), reading only those feature frames."""
         positions = feature_rows(self.frame_index, np.asarray(frames), str(self.id))
         return self.store.read_frames(self.id.layer, clip, positions).astype(np.float32)
-
-    def pooled(self, clips: Sequence[int]) -> np.ndarray:
-        """(len(clips), C) features averaged over frames and grid cells, one clip in memory at a time."""
-        rows = self.store.rows_of(clips)
-        return np.stack([self.store.read(self.id.layer, [row])[0].astype(np.float32).mean(axis=(0, 1, 2))
-                         for row in rows])

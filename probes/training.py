@@ -19,8 +19,6 @@ import torch
 
 from probes.data import Batch, Sample, SampleReader, prefetch
 
-TRAINING_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "patience", "draws_per_clip",
-                 "device")
 LossFn = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Generator], torch.Tensor]
 
 
@@ -79,7 +77,8 @@ def train(net: torch.nn.Module, reader: SampleReader, *, train_samples: Callable
     """
     torch.manual_seed(seed)
     epochs, batch_size = int(settings["epochs"]), int(settings["batch_size"])
-    steps_per_epoch = math.ceil(len(train_samples(0)) / batch_size)
+    first_epoch = train_samples(0)
+    steps_per_epoch = math.ceil(len(first_epoch) / batch_size)
     optimiser = torch.optim.AdamW(net.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, warmup_cosine(epochs * steps_per_epoch, int(settings["warmup_epochs"] * steps_per_epoch)))
@@ -89,7 +88,7 @@ def train(net: torch.nn.Module, reader: SampleReader, *, train_samples: Callable
     for epoch in range(epochs):
         started, data_wait, step_time, losses = time.perf_counter(), 0.0, 0.0, []
         net.train()
-        samples = train_samples(epoch)
+        samples = first_epoch if epoch == 0 else train_samples(epoch)
         order = np.random.default_rng([seed, epoch, 3]).permutation(len(samples))
         batches = prefetch(reader.batches([samples[i] for i in order], batch_size))
         while True:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from probes.camera import decode_pose_encoding, nearest_rotation, pose_encoding, relative_to_first
+from probes.camera import (decode_pose_encoding, first_view_frame, nearest_rotation, pose_encoding,
+                           relative_to_first)
 
 IMAGE_SIZE = (294, 518)  # (H, W), DL3DV after VGGT preprocessing
 
@@ -199,3 +200,28 @@ def test_nearest_rotation_fixes_reflection() -> None:
 def test_nearest_rotation_value_errors(matrices, match) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         nearest_rotation(matrices)
+
+
+def test_first_view_frame_puts_view_zero_at_the_origin_with_unit_mean_norm() -> None:
+    extrinsics = _random_extrinsics(3, seed=4)
+    rng = np.random.default_rng(5)
+    world = rng.uniform(-3, 3, size=(3, 4, 5, 3))
+    depth = np.ones((3, 4, 5))
+    depth[1, 0, 0] = np.nan  # an invalid pixel stays out of the mask
+    frame = first_view_frame(depth, world, extrinsics)
+    np.testing.assert_allclose(frame.extrinsics[0], np.eye(3, 4), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(frame.points[0], axis=-1).mean(), 1.0)
+    camera0 = world @ extrinsics[0, :, :3].T + extrinsics[0, :, 3]
+    np.testing.assert_allclose(frame.points * frame.scale, camera0)
+    assert not frame.valid[1, 0, 0] and frame.valid.sum() == depth.size - 1
+    # a point seen from view i: E'_i applied to the scaled view-0 point = view i's camera point, scaled
+    camera1 = world[1] @ extrinsics[1, :, :3].T + extrinsics[1, :, 3]
+    moved = frame.points[1] @ frame.extrinsics[1, :, :3].T + frame.extrinsics[1, :, 3]
+    np.testing.assert_allclose(moved * frame.scale, camera1, atol=1e-9)
+
+
+def test_first_view_frame_needs_a_valid_reference_view() -> None:
+    depth = np.ones((2, 3, 3))
+    depth[0] = 0.0
+    with pytest.raises(ValueError, match="view 0 has no valid depth"):
+        first_view_frame(depth, np.zeros((2, 3, 3, 3)), _random_extrinsics(2, seed=0))
