@@ -2,7 +2,7 @@
 
 - ``oracle``: the ground truth itself, encoded as features (area-averaged to a grid of ``patch_size``
   pixels): log depth and the point in frame 0's camera frame, both scaled so frame 0's mean point norm is 1
-  (1 + 3 channels, the normalisation of the geometry targets: :func:`probes.camera.first_view_frame`),
+  (1 + 3 channels, the normalisation of the geometry targets: :func:`clipstore.camera.first_view_frame`),
   class fractions (one channel per class), an instance embedding (``instance_dims`` channels: a fixed
   random unit vector per instance of the clip, 0 on void), and the camera of the frame relative to frame 0
   (12: ``[R | t]`` with t on the same scale, constant over the frame). Every task's targets are a linear
@@ -17,15 +17,13 @@ Neither reads pixels, and neither is a model: they are labelled ``oracle`` and `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from clipstore.camera import FirstViewFrame, first_view_frame
 from clipstore.grid import resample
 from extractors.base import ClipFeatures, Extractor, OptionError
-
-if TYPE_CHECKING:
-    from probes.camera import FirstViewFrame
 
 
 def _grid(height: int, width: int, patch: int, name: str) -> tuple[int, int]:
@@ -53,8 +51,6 @@ class OracleExtractor(Extractor):
 
     def extract_clip(self, arrays: Mapping[str, np.ndarray], layers: tuple[int, ...],
                      timesteps: tuple[int | None, ...], *, clip: int = 0) -> dict[int | None, ClipFeatures]:
-        from probes.camera import first_view_frame  # the very normalisation the geometry targets use
-
         frames, height, width = arrays["depth"].shape
         grid = _grid(height, width, self.options["patch_size"], self.name)
         frame = first_view_frame(arrays["depth"], arrays["points"], arrays["extrinsics"])
