@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extractors.base import Extractor
+from extractors.ids import check_name, timestep_token
 from extractors.layers import resolve_layers
 
 FAMILIES: dict[str, str] = {
@@ -135,19 +136,6 @@ def extractor_class(family: str, *, model: str = "model") -> type[Extractor]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def timestep_token(timestep: int | None) -> str:
-    """Path token of a timestep: ``t{value}`` for generative models, ``none`` otherwise."""
-    return "none" if timestep is None else f"t{timestep}"
-
-
-def parse_timestep_token(token: str) -> int | None:
-    if token == "none":
-        return None
-    if token.startswith("t") and token[1:].isdigit():
-        return int(token[1:])
-    raise ValueError(f"bad timestep token {token!r}; expected 'none' or 't<integer>'")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """A config entry resolved against its family: concrete layers and timesteps."""
@@ -193,8 +181,10 @@ def _resolve_timesteps(name: str, entry: Mapping[str, Any], uses_timestep: bool)
 
 def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> ModelConfig:
     """Resolve one ``models:`` entry: family known, options valid, layers in range, timesteps sensible."""
-    if "@" in name or "/" in name:
-        raise ModelConfigError(f"model name {name!r} may not contain '@' or '/'")
+    try:
+        check_name(name, "model")
+    except ValueError as err:
+        raise ModelConfigError(str(err)) from None
     preset_name = entry.get("preset")
     entry = apply_preset(name, entry)
     family = entry.get("family")

@@ -8,8 +8,9 @@ import pytest
 from extractors import resolve_layers, resolve_model
 from extractors.base import OptionError
 from extractors.baselines import PixelsExtractor, RandomPatchExtractor
+from extractors.ids import parse_timestep_token, timestep_token
 from extractors.layers import LayerSpecError
-from extractors.registry import ModelConfig, ModelConfigError, parse_timestep_token, timestep_token
+from extractors.registry import ModelConfig, ModelConfigError
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
