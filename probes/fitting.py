@@ -16,60 +16,59 @@ from clipstore import ClipStore
 from probes.data import Sample, SampleReader
 from probes.result import ProbeResult
 from probes.sampler import FrameProtocol
-from probes.sources import FeatureSource
-from probes.tasks import Task
+from probes.sources import Source
+from probes.taskspec import LINEAR, TaskSpec
 
 log = logging.getLogger(__name__)
 
 
-def fit_and_score(task: Task, kind: str, source: FeatureSource, clips_store: ClipStore, train_clips: Sequence[int],
+def fit_and_score(task: TaskSpec, kind: str, source: Source, clips_store: ClipStore, train_clips: Sequence[int],
                   val_clips: Sequence[int], settings: dict[str, Any], options: dict[str, Any],
                   seed: int) -> ProbeResult:
-    """Train probe ``kind`` of ``task`` on ``train_clips`` and score it on ``val_clips``."""
+    """Train probe ``kind`` of ``task`` on ``train_clips`` and score it on ``val_clips``, with ``seed``."""
     protocol = FrameProtocol.from_options(options)
     num_frames = int(clips_store.attrs["num_frames"])
-    reader = SampleReader(source, clips_store, task.module.make_targets(options))
+    reader = SampleReader(source, clips_store, task.make_targets(options))
     val = Sample.of(protocol.validation_views(val_clips, num_frames))
 
     def training_samples(epoch: int) -> list[Sample]:
         return Sample.of(protocol.training_views(train_clips, num_frames, seed, epoch, settings["draws_per_clip"]))
 
     first_epoch = training_samples(0)  # the linear kinds' training set; tagging buckets come from its labels
-    if kind == "linear":
-        predictions, weights, info = task.module.fit_linear(reader, first_epoch, val, settings, seed)
+    if kind == LINEAR:
+        predictions, weights, info = task.fit_linear(reader, first_epoch, val, settings, seed)
         curves: list[dict[str, float]] = []
     else:
         predictions, weights, info, curves = _fit_net(task, kind, reader, training_samples, val, settings,
-                                                      num_classes=len(clips_store.class_names), seed=seed)
-    metrics, saved, evaluation = task.module.evaluate(predictions, reader, val, first_epoch, options)
+                                                      task.net_arguments(clips_store), seed=seed)
+    evaluation = task.evaluate(predictions, reader, val, first_epoch, options)
     return ProbeResult(
-        metrics=metrics,
-        info={**info, **evaluation, "train_samples": len(first_epoch), "val_samples": len(val)},
+        metrics=evaluation.metrics, clip_stats=evaluation.clip_stats,
+        info={**info, **evaluation.info, "train_samples": len(first_epoch), "val_samples": len(val)},
         predictions={"clip_index": np.array([s.clip for s in val]), "views": np.stack([s.views for s in val]),
-                     **saved},
+                     **evaluation.saved},
         weights=weights, curves=curves)
 
 
-def _fit_net(task: Task, kind: str, reader: SampleReader, training_samples: Callable[[int], list[Sample]],
-             val: list[Sample],
-             settings: dict[str, Any], *, num_classes: int, seed: int) -> tuple[Any, dict, dict, list]:
+def _fit_net(task: TaskSpec, kind: str, reader: SampleReader, training_samples: Callable[[int], list[Sample]],
+             val: list[Sample], settings: dict[str, Any], arguments: dict[str, Any], *,
+             seed: int) -> tuple[Any, dict, dict, list]:
     import torch
 
     from probes.nets import build_probe_net, parameter_count
     from probes.training import choose_device, predict, train
 
-    training = {key: settings[key] for key in task.module.TRAINING_DEFAULTS}
-    architecture = {key: value for key, value in settings.items() if key not in training}
+    architecture = {key: settings[key] for key in task.net_kind(kind).architecture}
+    training = {key: value for key, value in settings.items() if key not in architecture}
     device = choose_device(training["device"])
     torch.manual_seed(seed)
-    net = build_probe_net(kind, task.name, reader.source.channels, architecture,
-                          num_classes=num_classes if task.name == "tagging" else None).to(device)
+    net = build_probe_net(kind, task.name, reader.source.channels, architecture, **arguments).to(device)
     log.info("%s %s probe: %d parameters on %s", task.name, kind, parameter_count(net), device)
-    run = train(net, reader, train_samples=training_samples, val_samples=val, loss_fn=task.module.loss_fn(training),
+    run = train(net, reader, train_samples=training_samples, val_samples=val, loss_fn=task.loss_fn(training),
                 settings=training, seed=seed, device=device, progress=log.info)
     outputs = predict(net, reader, val, int(training["batch_size"]), device)
     info = {"parameters": parameter_count(net), "device": str(device), "best_epoch": run.best_epoch,
             "epochs_run": len(run.curves), "best_val_loss": run.best_val_loss,
             "data_wait_seconds": round(run.data_seconds, 3), "step_seconds": round(run.step_seconds, 3)}
     weights = {key: value.detach().cpu().contiguous() for key, value in net.state_dict().items()}
-    return task.module.net_predictions(outputs, reader, val), weights, info, run.curves
+    return task.net_predictions(outputs, reader, val), weights, info, run.curves

@@ -1,4 +1,4 @@
-"""3-D geometry: depth, point map and relative camera pose of a sample of views (science.md §3-4).
+"""3-D geometry: depth, point map and relative camera pose of a sample of views (docs/tasks.md).
 
 Targets are normalised per sample as in the reference: everything in view 0's camera frame, scaled so the mean
 point norm of view 0's valid pixels is 1 (depth, points and camera translations alike).
@@ -27,19 +27,18 @@ from clipstore import ClipStore
 from clipstore.grid import resample
 from probes.camera import decode_pose_encoding, first_view_frame, nearest_rotation, pose_encoding
 from probes.data import Sample, SampleReader
-from probes.metrics import (depth_metrics, pointmap_error, pose_auc, pose_auc_reference31, pose_errors,
-                            reliability_mask)
+from probes.metrics import (POSE_THRESHOLD_DEG, depth_metrics, pointmap_error, pose_auc, pose_auc_from_histogram,
+                            pose_auc_reference31, pose_error_histogram, pose_errors, reliability_mask)
+from probes.netconfig import LIGHT_COMMON, PAPER_COMMON
+from probes.result import ClipStats, Evaluation
+from probes.taskspec import NetKind, TaskSpec
 
 if TYPE_CHECKING:  # torch loads only in the jobs that train a torch probe
     import torch
 
 REQUIRED_ARRAYS = ("depth", "points", "confidence", "extrinsics", "intrinsics")
-OPTIONS: dict[str, Any] = {}
-LINEAR_DEFAULTS: dict[str, Any] = {"alphas": [0.1, 1.0, 10.0, 100.0, 1000.0], "max_train_tokens": 200_000,
-                                   "pose_alpha": 1.0, "draws_per_clip": 2}
-TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 60, "batch_size": 10, "lr": 1e-4, "weight_decay": 0.05,
-                                     "warmup_epochs": 3, "patience": 8, "draws_per_clip": 1, "device": "auto",
-                                     "camera_weight": 1.0, "conf_alpha": 0.05}
+METRICS = {"AbsRel": False, "delta1": True, "P-map": False, "AUC@30": True, "RRA@30": True, "RTA@30": True}
+PER_SAMPLE = ("AbsRel", "delta1", "P-map")  # averaged over samples; the pose metrics pool view pairs
 
 
 class GeometryError(ValueError):
@@ -73,28 +72,49 @@ def _to_size(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def evaluate(predictions: Sequence[dict[str, np.ndarray]], reader: SampleReader, val: Sequence[Sample],
-             train: Sequence[Sample], options: dict[str, Any]) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, Any]]:
+             train: Sequence[Sample], options: dict[str, Any]) -> Evaluation:
     """Scores of per-sample predictions ``{"depth": (S, h, w), "points": (S, h, w, 3), "extrinsics":
     (S, 3, 4)}`` at any grid (resized bilinearly to the ground truth)."""
-    per_sample, rotation, translation = [], [], []
+    per_clip: dict[str, list[Any]] = {key: [] for key in (*PER_SAMPLE, "rotation", "translation")}
     for prediction, sample in zip(predictions, val, strict=True):
         truth = reader.targets(sample)
         size = truth["depth"].shape[1:]
         mask = reliability_mask(truth["confidence"], truth["valid"])
         depth = depth_metrics(_to_size(prediction["depth"], size), truth["depth"], mask)
         points = _to_size(prediction["points"], size)
-        per_sample.append({**depth, "P-map": pointmap_error(points, truth["points"], truth["confidence"], mask)})
-        errors = pose_errors(prediction["extrinsics"], truth["extrinsics"])
-        rotation.append(errors[0])
-        translation.append(errors[1])
-    rotation, translation = np.concatenate(rotation), np.concatenate(translation)
-    worst = np.maximum(rotation, translation)
-    metrics = {key: float(np.mean([s[key] for s in per_sample])) for key in ("AbsRel", "delta1", "P-map")}
-    metrics |= {"AUC@30": pose_auc(worst), "RRA@30": float(np.mean(rotation < 30)),
-                "RTA@30": float(np.mean(translation < 30))}
+        scores = {**depth, "P-map": pointmap_error(points, truth["points"], truth["confidence"], mask)}
+        rotation, translation = pose_errors(prediction["extrinsics"], truth["extrinsics"])
+        for key, value in {**scores, "rotation": rotation, "translation": translation}.items():
+            if key in per_clip:
+                per_clip[key].append(value)
+    stats = ClipStats(np.array([s.clip for s in val]), {key: np.stack(v) for key, v in per_clip.items()})
+    worst = np.maximum(stats.values["rotation"], stats.values["translation"]).ravel()
     saved = {"depth": np.stack([p["depth"] for p in predictions]).astype(np.float16),
              "extrinsics": np.stack([p["extrinsics"] for p in predictions]).astype(np.float32)}
-    return metrics, saved, {"AUC@30_reference31": pose_auc_reference31(worst), "view_pairs": int(len(worst))}
+    return Evaluation(_point_metrics(stats), stats, saved,
+                      {"AUC@30_reference31": pose_auc_reference31(worst), "view_pairs": int(len(worst))})
+
+
+def _point_metrics(stats: ClipStats) -> dict[str, float]:
+    rotation, translation = stats.values["rotation"], stats.values["translation"]
+    metrics = {key: float(np.mean(stats.values[key])) for key in PER_SAMPLE}
+    return metrics | {"AUC@30": pose_auc(np.maximum(rotation, translation).ravel()),
+                      "RRA@30": float(np.mean(rotation < POSE_THRESHOLD_DEG)),
+                      "RTA@30": float(np.mean(translation < POSE_THRESHOLD_DEG))}
+
+
+def resample_metrics(stats: ClipStats, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric on each resample of the validation clips (rows of ``weights``); view pairs are pooled
+    over the resampled clips as :func:`evaluate` pools them over all clips."""
+    weights = np.asarray(weights, dtype=np.float64)
+    clips = weights.sum(axis=1)
+    metrics = {key: weights @ stats.values[key] / clips for key in PER_SAMPLE}
+    rotation, translation = stats.values["rotation"], stats.values["translation"]
+    pairs = clips * rotation.shape[1]
+    hist = np.stack([pose_error_histogram(errors) for errors in np.maximum(rotation, translation)])
+    return metrics | {"AUC@30": pose_auc_from_histogram(weights @ hist, pairs),
+                      "RRA@30": weights @ (rotation < POSE_THRESHOLD_DEG).sum(axis=1) / pairs,
+                      "RTA@30": weights @ (translation < POSE_THRESHOLD_DEG).sum(axis=1) / pairs}
 
 
 def net_predictions(outputs: list[dict[str, np.ndarray]], reader: SampleReader,
@@ -195,3 +215,23 @@ def _linear_weights(pipeline: Any) -> dict[str, np.ndarray]:
     coef = model.coef_ / scaler.scale_
     return {"coef": coef.astype(np.float32),
             "intercept": (model.intercept_ - coef @ scaler.mean_).astype(np.float32)}
+
+
+SPEC = TaskSpec(
+    name="geometry", views=4, required_arrays=REQUIRED_ARRAYS, options={},
+    linear={"alphas": [0.1, 1.0, 10.0, 100.0, 1000.0], "max_train_tokens": 200_000, "pose_alpha": 1.0,
+            "draws_per_clip": 2},
+    training={"epochs": 60, "batch_size": 10, "lr": 1e-4, "weight_decay": 0.05, "warmup_epochs": 3, "patience": 8,
+              "draws_per_clip": 1, "device": "auto", "camera_weight": 1.0, "conf_alpha": 0.05},
+    nets={
+        "light": NetKind("probes.nets:LightGeometry", dict(LIGHT_COMMON),
+                         training={"lr": 1e-3, "epochs": 40, "patience": 8}),
+        "paper": NetKind("probes.paper:PaperGeometry",
+                         {**PAPER_COMMON, "dim": 1024, "depth": 4, "dpt_features": 256,
+                          "dpt_channels": [256, 512, 1024, 1024], "output_stride": 4, "camera_depth": 4,
+                          "camera_iterations": 4}),
+    },
+    metrics=METRICS, headline=("P-map", "AbsRel", "AUC@30"), percent=(),
+    make_targets=make_targets, fit_linear=fit_linear, loss_fn=loss_fn, net_predictions=net_predictions,
+    evaluate=evaluate, resample_metrics=resample_metrics,
+)

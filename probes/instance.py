@@ -1,6 +1,6 @@
 """Instance grouping: a per-token embedding that groups the pixels of one object across views.
 
-Every probe kind maps tokens to L2-normalised embeddings; evaluation is the paper's (science.md §4): per
+Every probe kind maps tokens to L2-normalised embeddings; evaluation is the paper's (docs/tasks.md): per
 sample, PCA of the embeddings to ``pca_dims`` dimensions, HDBSCAN (scikit-learn's) with ``min_cluster_size``
 and ``min_samples``, nearest upsampling of the cluster labels to mask resolution, then
 :func:`probes.metrics.instance_metrics` (T-mIoU, T-SR), averaged over samples with at least one instance.
@@ -25,21 +25,19 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from clipstore import ClipStore
 from clipstore.grid import resample
+from probes.bootstrap import weighted_nanmean
 from probes.data import Sample, SampleReader
 from probes.metrics import instance_metrics
+from probes.netconfig import LIGHT_COMMON, PAPER_COMMON
+from probes.result import ClipStats, Evaluation
+from probes.taskspec import NetKind, TaskSpec
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # torch loads only in the jobs that train a torch probe
     import torch
 
-REQUIRED_ARRAYS = ("instance",)
-OPTIONS: dict[str, Any] = {"pca_dims": 8, "min_cluster_size": 30, "min_samples": 5}
-LINEAR_DEFAULTS: dict[str, Any] = {"embed_dim": 32, "shrinkage": 0.5, "max_train_tokens": 100_000,
-                                   "min_cell_share": 0.5, "draws_per_clip": 2}
-TRAINING_DEFAULTS: dict[str, Any] = {"epochs": 40, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.05,
-                                     "warmup_epochs": 2, "patience": 5, "draws_per_clip": 1, "device": "auto",
-                                     "pixels_per_sample": 2048, "margin": 1.0}
+METRICS = {"T-mIoU": True, "T-SR": True}
 
 
 def make_targets(options: dict[str, Any]):
@@ -79,21 +77,30 @@ def cluster(embedding: np.ndarray, options: dict[str, Any]) -> np.ndarray:
 
 
 def evaluate(embeddings: Sequence[np.ndarray], reader: SampleReader, val: Sequence[Sample],
-             train: Sequence[Sample], options: dict[str, Any]
-             ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, Any]]:
-    scores, grid_labels = [], []
-    for embedding, sample in zip(embeddings, val, strict=True):
+             train: Sequence[Sample], options: dict[str, Any]) -> Evaluation:
+    """Per sample: cluster, score; a sample without any instance has no score (NaN) and is left out of
+    the means."""
+    per_clip = {key: np.full(len(val), np.nan) for key in METRICS}
+    grid_labels = []
+    for row, (embedding, sample) in enumerate(zip(embeddings, val, strict=True)):
         ids = reader.targets(sample)["ids"]
         labels = cluster(embedding, options)
         grid_labels.append(labels.astype(np.int16))
         if (ids != 0).any():
-            scores.append(instance_metrics(upsample_nearest(labels, ids.shape[1:]), ids))
-    if not scores:
+            for key, value in instance_metrics(upsample_nearest(labels, ids.shape[1:]), ids).items():
+                per_clip[key][row] = value
+    scored = int(np.isfinite(per_clip["T-mIoU"]).sum())
+    if not scored:
         raise ValueError("instance: no validation sample shows any instance (every 'instance' pixel is 0)")
-    metrics = {key: float(np.mean([s[key] for s in scores])) for key in ("T-mIoU", "T-SR")}
+    stats = ClipStats(np.array([s.clip for s in val]), per_clip)
     clusters = [len(set(np.unique(labels)) - {-1}) for labels in grid_labels]
-    return (metrics, {"cluster_labels": np.stack(grid_labels)},
-            {"scored_samples": len(scores), "mean_clusters": float(np.mean(clusters))})
+    return Evaluation({key: float(np.nanmean(values)) for key, values in per_clip.items()}, stats,
+                      {"cluster_labels": np.stack(grid_labels)},
+                      {"scored_samples": scored, "mean_clusters": float(np.mean(clusters))})
+
+
+def resample_metrics(stats: ClipStats, weights: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: weighted_nanmean(values, weights) for key, values in stats.values.items()}
 
 
 def net_predictions(outputs: list[dict[str, np.ndarray]], reader: SampleReader,
@@ -166,3 +173,22 @@ def fit_linear(reader: SampleReader, train: Sequence[Sample], val: Sequence[Samp
     weights = {"projection": projection}  # embedding = normalise(features @ projection)
     return embeddings, weights, {"train_tokens": int(len(y)), "train_instances": classes,
                                  "embed_dim": int(projection.shape[1]), "fitted": classes >= 2}
+
+
+SPEC = TaskSpec(
+    name="instance", views=8, required_arrays=("instance",),
+    options={"pca_dims": 8, "min_cluster_size": 30, "min_samples": 5},
+    linear={"embed_dim": 32, "shrinkage": 0.5, "max_train_tokens": 100_000, "min_cell_share": 0.5,
+            "draws_per_clip": 2},
+    training={"epochs": 40, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.05, "warmup_epochs": 2, "patience": 5,
+              "draws_per_clip": 1, "device": "auto", "pixels_per_sample": 2048, "margin": 1.0},
+    nets={
+        "light": NetKind("probes.nets:LightInstance", {**LIGHT_COMMON, "embed_dim": 32},
+                         training={"lr": 1e-3, "epochs": 20, "patience": 5, "pixels_per_sample": 512}),
+        "paper": NetKind("probes.paper:PaperInstance",
+                         {**PAPER_COMMON, "dim": 1024, "depth": 2, "embed_dim": 32, "hidden": 64}),
+    },
+    metrics=METRICS, headline=("T-SR", "T-mIoU"), percent=("T-SR", "T-mIoU"),
+    make_targets=make_targets, fit_linear=fit_linear, loss_fn=loss_fn, net_predictions=net_predictions,
+    evaluate=evaluate, resample_metrics=resample_metrics,
+)

@@ -82,7 +82,9 @@ __all__ = [
     "instance_metrics",
     "pointmap_error",
     "pose_auc",
+    "pose_auc_from_histogram",
     "pose_auc_reference31",
+    "pose_error_histogram",
     "pose_errors",
     "pose_metrics",
     "reliability_mask",
@@ -729,10 +731,23 @@ def pose_auc(errors: ArrayLike, max_threshold: int = POSE_THRESHOLD_DEG) -> floa
             non-positive or non-integer ``max_threshold``.
     """
     e = _validate_errors(errors)
+    return float(pose_auc_from_histogram(pose_error_histogram(e, max_threshold), e.size))
+
+
+def pose_error_histogram(errors: ArrayLike, max_threshold: int = POSE_THRESHOLD_DEG) -> NDArray[np.int64]:
+    """(T,) counts of ``errors`` in the integer-degree bins of :func:`pose_auc`. Counts of disjoint sets of
+    pairs add up, so pooled pairs (and bootstrap resamples of samples) need only each sample's histogram."""
     if int(max_threshold) != max_threshold or max_threshold < 1:
         raise ValueError(f"max_threshold must be a positive integer, got {max_threshold!r}")
-    hist, _ = np.histogram(e, bins=np.arange(int(max_threshold) + 1))
-    return float(np.mean(np.cumsum(hist / e.size)))
+    hist, _ = np.histogram(_validate_errors(errors), bins=np.arange(int(max_threshold) + 1))
+    return hist.astype(np.int64)
+
+
+def pose_auc_from_histogram(hist: ArrayLike, total: ArrayLike) -> NDArray[np.float64] | float:
+    """:func:`pose_auc` from :func:`pose_error_histogram` counts (..., T) of ``total`` (...) errors in all;
+    vectorised over leading axes."""
+    hist = np.asarray(hist, dtype=np.float64)
+    return np.mean(np.cumsum(hist / np.asarray(total, dtype=np.float64)[..., None], axis=-1), axis=-1)
 
 
 def pose_auc_reference31(errors: ArrayLike) -> float:

@@ -12,11 +12,13 @@ channels per view -- to a dict of named outputs, so one training loop drives all
 
 Two kinds: ``"light"`` (here; a single small transformer over all tokens of all views of a sample, well under
 1M parameters) and ``"paper"`` (:mod:`probes.paper`; the reference code's VGGT-style heads, 24M-385M
-parameters). Settings are the keys of :data:`LIGHT_DEFAULTS` / :data:`PAPER_DEFAULTS`.
+parameters). Which class serves which (kind, task), and its settings, is declared by the task
+(:class:`probes.taskspec.NetKind` in the task's ``SPEC``); :func:`build_probe_net` reads it from the registry.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,10 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probes.netconfig import LIGHT_DEFAULTS, PAPER_DEFAULTS  # torch-free: the config check reads them
+from probes.tasks import task_spec
 
-TASKS = ("tagging", "instance", "geometry")
-KINDS = ("light", "paper")
 POSE_DIM = 9
 # Field of view (radians) of the identity pose the camera heads start from; ~57 degrees sits inside the
 # range of ordinary video cameras, so the first estimate is plausible rather than degenerate.
@@ -234,12 +234,8 @@ class LightGeometry(ProbeNet):
 
 
 def resolve_settings(kind: str, task: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The defaults of (kind, task) overridden by ``settings``; unknown kinds, tasks or keys raise ValueError."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown probe net kind {kind!r}; known: {list(KINDS)}")
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
-    defaults = (LIGHT_DEFAULTS if kind == "light" else PAPER_DEFAULTS)[task]
+    """The net settings of (kind, task) overridden by ``settings``; unknown kinds, tasks or keys raise ValueError."""
+    defaults = task_spec(task).net_kind(kind).architecture
     given = dict(settings or {})
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -247,34 +243,34 @@ def resolve_settings(kind: str, task: str, settings: Mapping[str, Any] | None) -
     return {**defaults, **given}
 
 
-def build_probe_net(kind: str, task: str, in_channels: int, settings: Mapping[str, Any] | None = None, *,
-                    num_classes: int | None = None, class_embeddings: torch.Tensor | None = None) -> ProbeNet:
-    """A ``kind`` ("light" | "paper") probe net for ``task`` on ``in_channels``-channel features.
+def build_probe_net(kind: str, task: str, in_channels: int, settings: Mapping[str, Any] | None = None,
+                    **arguments: Any) -> ProbeNet:
+    """The ``kind`` probe net of ``task`` on ``in_channels``-channel features, as the task declares it.
 
-    ``num_classes`` is required for tagging and refused otherwise. ``class_embeddings`` (K, E_text) optionally
-    initialises the paper tagging net's class queries; no other net takes it.
+    ``arguments`` are the net class's extra constructor arguments (the task's ``net_arguments``, e.g.
+    ``num_classes`` for tagging); ``None`` values are dropped, a missing or unexpected one is an error.
     """
+    net_kind = task_spec(task).net_kind(kind)
     resolved = resolve_settings(kind, task, settings)
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1; got {in_channels}")
-    if (task == "tagging") != (num_classes is not None):
-        raise ValueError(f"num_classes is required for tagging and only for tagging; got {num_classes!r} "
-                         f"for task {task!r}")
-    if num_classes is not None and num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1; got {num_classes}")
-    if class_embeddings is not None and (kind, task) != ("paper", "tagging"):
-        raise ValueError(f"class_embeddings only initialise the paper tagging net, not a {kind} {task} net")
-    if kind == "light":
-        if task == "tagging":
-            return LightTagging(in_channels, resolved, num_classes)
-        return LightInstance(in_channels, resolved) if task == "instance" else LightGeometry(in_channels, resolved)
-    # Imported here, not at the top: probes.paper imports this module for the interface and helpers.
-    from probes import paper
-    if task == "tagging":
-        return paper.PaperTagging(in_channels, resolved, num_classes, class_embeddings)
-    if task == "instance":
-        return paper.PaperInstance(in_channels, resolved)
-    return paper.PaperGeometry(in_channels, resolved)
+    cls = net_kind.net_class()
+    given = {key: value for key, value in arguments.items() if value is not None}
+    _check_arguments(cls, given)
+    return cls(in_channels, resolved, **given)
+
+
+def _check_arguments(cls: type, given: Mapping[str, Any]) -> None:
+    parameters = list(inspect.signature(cls).parameters.values())[2:]  # after in_channels, settings
+    names = {p.name for p in parameters}
+    required = [p.name for p in parameters if p.default is inspect.Parameter.empty]
+    missing = [name for name in required if name not in given]
+    unexpected = sorted(set(given) - names)
+    if missing or unexpected:
+        raise ValueError(f"{cls.__name__}: missing argument(s) {missing}, unexpected {unexpected}; it takes "
+                         f"{sorted(names) or 'none'}")
+    if "num_classes" in given and given["num_classes"] < 1:
+        raise ValueError(f"num_classes must be >= 1; got {given['num_classes']}")
 
 
 def parameter_count(net: nn.Module) -> int:
@@ -282,6 +278,6 @@ def parameter_count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["IDENTITY_FOV", "KINDS", "LIGHT_DEFAULTS", "PAPER_DEFAULTS", "POSE_DIM", "TASKS", "ProbeNet",
+__all__ = ["IDENTITY_FOV", "POSE_DIM", "ProbeNet",
            "activate_confidence", "activate_depth", "activate_pose", "build_probe_net", "check_features",
            "identity_pose", "parameter_count", "resolve_settings", "sincos_position_embedding_2d"]

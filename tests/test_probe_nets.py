@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probes.nets import IDENTITY_FOV, LIGHT_DEFAULTS, PAPER_DEFAULTS, build_probe_net, identity_pose, parameter_count
+from probes.nets import IDENTITY_FOV, build_probe_net, identity_pose, parameter_count
 from probes.paper import apply_rope, dpt_layer_indices, rope_tables
+from probes.tasks import TASKS
 
 B, S, H, W, C = 2, 3, 4, 6, 10
 CLASSES = 5
@@ -37,7 +38,7 @@ def expected_shapes(kind: str, task: str) -> dict[str, tuple[int, ...]]:
         return {"logits": (B, CLASSES)}
     if task == "instance":
         return {"embedding": (B, S, H, W, 32)}
-    stride = TINY[kind][task].get("output_stride", PAPER_DEFAULTS["geometry"]["output_stride"]) \
+    stride = TINY[kind][task].get("output_stride", TASKS["geometry"].nets["paper"].architecture["output_stride"]) \
         if kind == "paper" else 1
     grid = (B, S, H * stride, W * stride)
     return {"depth": grid, "depth_conf": grid, "points": (*grid, 3), "points_conf": grid, "pose": (B, S, 9)}
@@ -192,7 +193,7 @@ def test_default_paper_nets_match_the_reference_sizes(task):
         assert parameter_count(net.camera_head) == pytest.approx(216e6, rel=0.15)
 
 
-@pytest.mark.parametrize("task", LIGHT_DEFAULTS)
+@pytest.mark.parametrize("task", TASKS)
 def test_default_light_nets_are_light(task):
     with torch.device("meta"):
         net = build_probe_net("light", task, 1536, {}, num_classes=20 if task == "tagging" else None)
