@@ -28,11 +28,13 @@ from probes.data import Sample, SampleReader
 from probes.fitting import fit_and_score
 from probes.job import run_probe
 from probes.metrics import tagging_metrics
+from probes.result import ClipStats, ProbeResult
 from probes.sampler import FrameProtocol
 from probes.sources import FeatureSource, SourceId
 from probes.tagging import make_targets as tagging_targets
 from probes.tagging import tag_labels
-from probes.tasks import resolve_task
+from probes.tasks import TASKS, resolve_task
+from probes.uncertainty import BootstrapSettings, confidence_intervals
 
 SPEC = SyntheticSpec(clips=48, frames=17, height=32, width=32, seed=5, val_fraction=0.25)
 OPTIONS = {"tagging": {"views": 4, "min_pixels": 50},
@@ -58,11 +60,15 @@ def sources(store_path: Path) -> dict[str, FeatureSource]:
     return made
 
 
-def _score(task: str, kind: str, source: FeatureSource, store_path: Path, **settings) -> dict[str, float]:
+def _result(task: str, kind: str, source: FeatureSource, store_path: Path, **settings) -> ProbeResult:
     spec, options, probes = resolve_task(task, {"options": OPTIONS[task], "probes": {kind: settings}})
     store = open_clip_store(store_path)
     return fit_and_score(spec, kind, source, store, store.clips_in("train"), store.clips_in("val"),
-                         probes[kind], options, seed=0).metrics
+                         probes[kind], options, seed=0)
+
+
+def _score(task: str, kind: str, source: FeatureSource, store_path: Path, **settings) -> dict[str, float]:
+    return _result(task, kind, source, store_path, **settings).metrics
 
 
 def test_geometry_linear_oracle_is_near_perfect_and_noise_is_not(store_path: Path, sources) -> None:
@@ -124,15 +130,20 @@ def test_run_probe_writes_one_complete_directory(store_path: Path, sources, tmp_
     source = sources["noise"]
     settings = resolve_task("tagging", {"probes": {kind: {"epochs": 2, "dim": 16, "heads": 2} if kind == "light"
                                                    else {}}})[2][kind]
-    record = run_probe(dataset="s", clip_store=str(store_path), shard_paths=[str(p) for p in source.store.paths],
-                       source=str(source.id), task="tagging", probe=kind, settings=settings,
-                       task_options=OPTIONS["tagging"] | {"min_frames": 1}, seed=0, out_dir=out)
-    expected = ["metrics.json", "predictions.npz", "weights.safetensors"] + (["curves.csv"] if kind == "light" else [])
+    spec = {"id": str(source.id), "stores": [str(p) for p in source.store.paths]}
+    record = run_probe(dataset="s", clip_store=str(store_path), source=spec, task="tagging", probe=kind,
+                       settings=settings, task_options=OPTIONS["tagging"] | {"min_frames": 1}, seed=0, out_dir=out)
+    expected = ["metrics.json", "predictions.npz", "weights.safetensors", "clip_stats.npz"] + (
+        ["curves.csv"] if kind == "light" else [])
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     assert not out.with_name(f"{kind}.partial").exists()
     stored = json.loads((out / "metrics.json").read_text())
     assert stored["metrics"] == record["metrics"] and stored["source"] == "noise@none@L0"
     assert stored["feature_grid"] == [8, 8] and stored["layer"] == 0
+    assert stored["seeds"] == [0] and stored["val_clips"] == len(open_clip_store(store_path).clips_in("val"))
+    assert stored["bootstrap"]["resamples"] == 1000 and set(stored["ci"]) == set(stored["metrics"])
+    kept = np.load(out / "clip_stats.npz")
+    assert sorted(kept.files) == ["clip_index", "context/train_pos_rate", "seed0/labels", "seed0/scores"]
     predictions = np.load(out / "predictions.npz")
     store = open_clip_store(store_path)
     np.testing.assert_array_equal(predictions["clip_index"], store.clips_in("val"))
@@ -182,3 +193,52 @@ def test_bilinear_matrix_matches_torch(src: int, dst: int) -> None:
     expected = torch.nn.functional.interpolate(torch.tensor(x.T[None]), size=dst, mode="linear",
                                                align_corners=False)[0].numpy().T
     np.testing.assert_allclose(bilinear_matrix(src, dst) @ x, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["tagging", "instance", "geometry"])
+@pytest.mark.parametrize("source", ["oracle", "noise"])
+def test_bootstrap_intervals_hold_their_point_estimates(store_path: Path, sources, task: str, source: str) -> None:
+    """From the per-clip statistics the evaluation keeps: all-ones weights give the point estimates exactly,
+    count weights equal an explicit resample of the clips, and every 95% interval contains its estimate."""
+    result = _result(task, "linear", sources[source], store_path)
+    spec, stats = TASKS[task], result.clip_stats
+    n = len(stats.clips)
+    full = spec.resample_metrics(stats, np.ones((1, n)))
+    for metric, value in result.metrics.items():
+        np.testing.assert_allclose(full[metric][0], value, rtol=1e-9, equal_nan=True, err_msg=metric)
+    picked = np.random.default_rng(1).integers(0, n, size=n)
+    explicit = ClipStats(stats.clips[picked], {k: v[picked] for k, v in stats.values.items()}, stats.context)
+    weighted = spec.resample_metrics(stats, np.bincount(picked, minlength=n)[None])
+    for metric, values in spec.resample_metrics(explicit, np.ones((1, n))).items():
+        np.testing.assert_allclose(weighted[metric], values, rtol=1e-9, equal_nan=True, err_msg=metric)
+    intervals = confidence_intervals(spec, [stats], BootstrapSettings(resamples=1000, seed=0))
+    for metric, value in result.metrics.items():
+        low, high = intervals[metric]
+        if np.isfinite(value):
+            assert low - 1e-9 <= value <= high + 1e-9, (metric, low, value, high)
+
+
+def test_bootstrap_intervals_shrink_as_clips_grow(store_path: Path, sources) -> None:
+    stats = _result("geometry", "linear", sources["noise"], store_path).clip_stats
+    many = ClipStats(np.tile(stats.clips, 8), {k: np.concatenate([v] * 8) for k, v in stats.values.items()})
+    settings = BootstrapSettings(resamples=1000, seed=0)
+    few_ci = confidence_intervals(TASKS["geometry"], [stats], settings)
+    many_ci = confidence_intervals(TASKS["geometry"], [many], settings)
+    for metric in ("AbsRel", "P-map", "AUC@30"):
+        assert np.diff(many_ci[metric]) < 0.6 * np.diff(few_ci[metric]), metric
+
+
+def test_seeds_train_several_times_and_report_mean_and_spread(store_path: Path, sources, tmp_path: Path) -> None:
+    source = sources["noise"]
+    settings = resolve_task("geometry", {"probes": {"linear": {"seeds": 3}}})[2]["linear"]
+    spec = {"id": str(source.id), "stores": [str(p) for p in source.store.paths]}
+    record = run_probe(dataset="s", clip_store=str(store_path), source=spec, task="geometry", probe="linear",
+                       settings=settings, task_options={"views": 3}, seed=4, out_dir=tmp_path / "run")
+    assert record["seeds"] == [4, 5, 6] and len(record["seed_metrics"]) == 3
+    for metric, value in record["metrics"].items():
+        per_seed = [m[metric] for m in record["seed_metrics"]]
+        assert value == pytest.approx(np.mean(per_seed))
+        assert record["seed_std"][metric] == pytest.approx(np.std(per_seed, ddof=1))
+    assert len({m["AbsRel"] for m in record["seed_metrics"]}) > 1  # the seed changes the training samples
+    kept = np.load(tmp_path / "run" / "clip_stats.npz")
+    assert {"seed4/AbsRel", "seed5/AbsRel", "seed6/AbsRel"} <= set(kept.files)
