@@ -39,6 +39,7 @@ class Extractor(ABC):
     inputs: ClassVar[tuple[str, ...]] = ("frames",)  # clip-store arrays the extractor reads per clip
     uses_timestep: ClassVar[bool] = False
     takes_checkpoint: ClassVar[bool] = False
+    frame_per_clip_frame: ClassVar[bool] = False  # one feature frame per clip frame, in order
     default_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0,
@@ -79,6 +80,11 @@ class Extractor(ABC):
     def channels(self) -> int | None:
         """Channels of the stored features, when known without loading weights."""
         return None
+
+    def expected_frame_index(self, num_frames: int) -> np.ndarray | None:
+        """The ``frame_index`` extraction will record on clips of ``num_frames`` frames, when the options
+        alone determine it (checked against fusions before any job runs); None when only extraction tells."""
+        return np.arange(num_frames) if self.frame_per_clip_frame else None
 
     def load(self) -> None:
         """Load weights (once per job). Baselines have nothing to load."""

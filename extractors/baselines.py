@@ -29,6 +29,7 @@ def _grid_size(frames: np.ndarray, patch: int) -> tuple[int, int]:
 class PixelsExtractor(Extractor):
     family = "pixels"
     paradigm = "baseline"
+    frame_per_clip_frame = True
     default_options: ClassVar[dict[str, Any]] = {"patch_size": 8}
 
     def validate_options(self) -> None:
@@ -47,6 +48,7 @@ class PixelsExtractor(Extractor):
 class RandomPatchExtractor(Extractor):
     family = "random-patch"
     paradigm = "baseline"
+    frame_per_clip_frame = True
     default_options: ClassVar[dict[str, Any]] = {"patch_size": 8, "channels": 64, "depth": 2}
 
     def validate_options(self) -> None:

@@ -36,6 +36,7 @@ class OracleExtractor(Extractor):
     family = "oracle"
     paradigm = "oracle"
     inputs = ("depth", "points", "extrinsics", "semantic", "instance", "tag_counts")
+    frame_per_clip_frame = True
     default_options: ClassVar[dict[str, Any]] = {"patch_size": 4, "instance_dims": 16}
 
     def validate_options(self) -> None:
@@ -82,6 +83,7 @@ class OracleExtractor(Extractor):
 class NoiseExtractor(Extractor):
     family = "noise"
     paradigm = "baseline"
+    frame_per_clip_frame = True
     default_options: ClassVar[dict[str, Any]] = {"patch_size": 8, "channels": 64}
 
     def validate_options(self) -> None:

@@ -321,6 +321,13 @@ class DiffusionVideoExtractor(Extractor):
         draws = self.options["noise_draws"]
         return {layer: (total / draws).reshape(*grid, -1)[keep].cpu().numpy() for layer, total in totals.items()}
 
+    def expected_frame_index(self, num_frames: int) -> np.ndarray | None:
+        if num_frames < self.options["frames"]:
+            return None  # extraction refuses such clips
+        spec = self.family_spec
+        index = spec.frame_index((self.options["frames"] - 1) // spec.temporal_compression + 1)
+        return index[self._in_context(index)]
+
     def _in_context(self, frame_index: np.ndarray) -> np.ndarray:
         """Indices of the feature frames to keep: those starting inside the context window, if one is set."""
         context = self.options["context_frames"]

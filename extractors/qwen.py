@@ -87,6 +87,13 @@ class QwenVLExtractor(VisionLanguageExtractor):
             if self.options[key] is not None:
                 self.positive_int_option(key)
 
+    def expected_frame_index(self, num_frames: int) -> np.ndarray | None:
+        chosen = super().expected_frame_index(num_frames)
+        if chosen is None or self.options["temporal"] != "pairs":
+            return chosen
+        pair = self.vision["temporal_patch_size"]
+        return chosen[::pair] if len(chosen) % pair == 0 else None  # a pair stands for its first frame
+
     # --- loading ----------------------------------------------------------------------------------------
     def load_model(self) -> None:
         self.patchifier = self.make_patchifier()

@@ -163,6 +163,12 @@ class ImageSequenceExtractor(Extractor):
                              f"{beyond}")
         return list(frames)
 
+    def expected_frame_index(self, num_frames: int) -> np.ndarray | None:
+        try:
+            return np.asarray(self.select_frames(num_frames, clip=0), dtype=np.int64)
+        except ValueError:
+            return None  # extraction refuses such clips, naming them
+
     def load(self) -> None:
         self.device, self.dtype = choose_device(self.options["device"], self.name)
         self.load_model()

@@ -1,47 +1,61 @@
-"""Feature sources: one cached (model, timestep, layer) array, addressed by a path-safe id.
+"""Feature sources: what a probe reads, through one small interface (docs/sources.md).
 
-A source id reads ``{model}@{timestep}@L{layer}``, e.g. ``random-patch@none@L1`` or ``wan-tiny@t500@L20``;
-``timestep`` is ``none`` for models without noise. Probes see a source only through
-:class:`FeatureSource`, which maps feature frames to clip frames through the store's ``frame_index`` so a
-probe never needs to know which model made a store.
+A source is either one cached (model, timestep, layer) array of a feature store (:class:`FeatureSource`) or
+a fusion of several such arrays (:class:`probes.fusion.FusedSource`). Both have an id
+(``{name}@{timestep}@L{layer}``, grammar in :mod:`extractors.ids`), a ``frame_index`` (the clip frame each
+feature frame stands for), a token ``grid``, ``channels``, provenance ``attrs``, and ``views(clip, frames)``,
+so a probe never needs to know which model, or which mix of models, made its features.
+
+The workflow describes a source to a probe job as a JSON *spec*: ``{"id", "stores"}`` for a cached array
+(a materialised fusion included), ``{"id", "fusion", "branches": [spec, ...]}`` for a fusion computed on
+the fly; :func:`open_source` opens either.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from extractors.featurestore import FeatureStore
+from extractors.ids import SourceId
 from probes.sampler import feature_rows
 
-_SOURCE_RE = re.compile(r"^(?P<model>[^@/]+)@(?P<timestep>none|t\d+)@L(?P<layer>\d+)$")
+__all__ = ["FeatureSource", "Source", "SourceId", "open_source", "spec_stores"]
+
+# Provenance every source's attrs hold; probe runs copy them into metrics.json.
+PROVENANCE_KEYS = ("model", "family", "paradigm", "checkpoint", "timestep", "random_init", "seed")
 
 
-@dataclass(frozen=True)
-class SourceId:
-    model: str
-    timestep: str
-    layer: int
+class Source(Protocol):
+    """What a probe sees of a feature source."""
 
-    def __str__(self) -> str:
-        return f"{self.model}@{self.timestep}@L{self.layer}"
+    id: SourceId
 
-    @classmethod
-    def parse(cls, text: str) -> SourceId:
-        match = _SOURCE_RE.match(text)
-        if not match:
-            raise ValueError(f"bad source id {text!r}; expected '<model>@<none|t<int>>@L<layer>'")
-        return cls(match["model"], match["timestep"], int(match["layer"]))
+    @property
+    def frame_index(self) -> np.ndarray: ...  # (T',) clip frame of each feature frame, increasing
+
+    @property
+    def grid(self) -> tuple[int, int]: ...  # (h, w) tokens per feature frame
+
+    @property
+    def channels(self) -> int: ...
+
+    @property
+    def attrs(self) -> dict[str, Any]: ...  # provenance: PROVENANCE_KEYS and more
+
+    def views(self, clip: int, frames: Sequence[int]) -> np.ndarray:
+        """(len(frames), h, w, C) float32 features of clip-store clip ``clip`` at clip frames ``frames``."""
+        ...
 
 
 class FeatureSource:
-    """The features of one source for any clips of the clip store, as float32 NumPy arrays."""
+    """One cached array of the shards of one (dataset, model, timestep) feature store."""
 
-    def __init__(self, source: SourceId, shard_paths: Sequence[str | Path]) -> None:
+    def __init__(self, source: SourceId, shard_paths: Sequence[str | os.PathLike]) -> None:
         self.id = source
         self.store = FeatureStore(shard_paths)
         self.array = self.store.layer(source.layer)  # lazy view: shapes, and out-of-core use
@@ -59,11 +73,26 @@ class FeatureSource:
         return int(self.array.shape[-1])
 
     @property
-    def attrs(self) -> dict:
+    def attrs(self) -> dict[str, Any]:
         return self.store.attrs
 
     def views(self, clip: int, frames: Sequence[int]) -> np.ndarray:
-        """(len(frames), h, w, C) float32 features standing for clip frames ``frames`` of clip ``clip``
-        (matched through ``frame_index``), reading only those feature frames."""
+        """Matched through ``frame_index``, reading only those feature frames."""
         positions = feature_rows(self.frame_index, np.asarray(frames), str(self.id))
         return self.store.read_frames(self.id.layer, clip, positions).astype(np.float32)
+
+
+def open_source(spec: Mapping[str, Any]) -> Source:
+    """The source a spec describes (module docstring); a fusion opens each of its branches."""
+    if "fusion" in spec:
+        from probes.fusion import FusedSource, Fusion
+
+        return FusedSource(Fusion.from_json(spec["fusion"]), [open_source(branch) for branch in spec["branches"]])
+    return FeatureSource(SourceId.parse(spec["id"]), [Path(p) for p in spec["stores"]])
+
+
+def spec_stores(spec: Mapping[str, Any]) -> list[str]:
+    """Every feature-store shard a spec reads (a probe job's inputs)."""
+    if "fusion" in spec:
+        return [path for branch in spec["branches"] for path in spec_stores(branch)]
+    return [str(p) for p in spec["stores"]]

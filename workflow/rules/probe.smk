@@ -1,17 +1,19 @@
 rule probe:
-    """Train and evaluate one probe kind of one task on one cached feature source."""
+    """Train and evaluate one probe kind of one task on one feature source (a cached array or a fusion)."""
     input:
         unpack(lambda wildcards: PLAN.probe_inputs(wildcards.dataset, wildcards.source)),
     output:
         directory(PROBE),
     params:
+        source=lambda wildcards: PLAN.source_spec(wildcards.dataset, wildcards.source),
         settings=lambda wildcards: dict(PLAN.tasks[wildcards.task].probes[wildcards.probe]),
         task_options=lambda wildcards: dict(PLAN.tasks[wildcards.task].options),
         seed=PLAN.seed,
+        bootstrap=asdict(PLAN.bootstrap),
     wildcard_constraints:
         dataset=one_of(PLAN.datasets),
         task=one_of(PLAN.tasks),
-        source=r"[^/@]+@(none|t\d+)@L\d+",
+        source=SOURCE_WILDCARD,
         probe=r"[^/]+",
     threads: 1
     log:

@@ -1,13 +1,13 @@
 from joblog import start_logging
 
 from probes.job import run_probe
+from probes.uncertainty import BootstrapSettings
 
 log = start_logging(snakemake.log[0])
 record = run_probe(
     dataset=snakemake.wildcards.dataset,
     clip_store=snakemake.input.clip_store,
-    shard_paths=list(snakemake.input.features),
-    source=snakemake.wildcards.source,
+    source=dict(snakemake.params.source),
     task=snakemake.wildcards.task,
     probe=snakemake.wildcards.probe,
     settings=dict(snakemake.params.settings),
@@ -15,5 +15,6 @@ record = run_probe(
     seed=snakemake.params.seed,
     out_dir=snakemake.output[0],
     threads=snakemake.threads,
+    bootstrap=BootstrapSettings(**snakemake.params.bootstrap),
 )
 log.info("%s", record["metrics"])

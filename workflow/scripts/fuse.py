@@ -1,0 +1,12 @@
+from joblog import start_logging
+
+from probes.fusion import write_fused_store
+from probes.sources import open_source
+
+log = start_logging(snakemake.log[0])
+source = open_source(snakemake.params.source)
+log.info("fusing %s from %s (%s) onto a %s grid", source.id, [str(b.id) for b in source.branches],
+         source.fusion.mode, list(source.grid))
+path = write_fused_store(source, snakemake.output[0], clip_index=snakemake.params.clip_index,
+                         dataset=snakemake.wildcards.dataset)
+log.info("wrote %s", path)
