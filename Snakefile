@@ -1,6 +1,7 @@
 # spatial-probing: frozen features of vision-language and video generation models, probed for spatial
-# knowledge. Stages: dataset -> extract (per model x timestep x shard) -> probe (per task x source x probe
-# kind) -> aggregate. The default config runs the embedded demo; see README.md.
+# knowledge. Stages: dataset -> extract (per model x shard, every timestep) -> fuse (materialised fusions) ->
+# probe (per task x source x probe kind) -> aggregate (tables) and plots. The default config runs the
+# embedded demo; see README.md and docs/.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -17,13 +18,18 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/fuse.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/aggregate.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     input:
         rules.aggregate.output,
+        rules.plots.output,
     default_target: True
 
 

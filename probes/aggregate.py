@@ -1,13 +1,16 @@
-"""Results tables and plots from the probe runs' ``metrics.json`` files.
+"""Results tables from the probe runs' ``metrics.json`` files (docs/results.md).
 
-One row per (dataset, source); one column per ``{task}/{probe}/{metric}``; the source's model, family,
-paradigm (oracle / baseline / vgm / vlm / vision-encoder), timestep, layer and whether its weights are random. The
-Markdown table adds per-paradigm averages, the shape of the paper's Table 1.
+- ``summary.{csv,md,tex}``: every metric, wide: one row per (dataset, source), one column per
+  ``{task}/{probe}/{metric}``, with the source's model, family, paradigm, timestep, layer and whether its
+  weights are random; the Markdown adds per-paradigm averages.
+- ``metrics.csv``: the same numbers tidy (one row per metric) with their intervals (:mod:`probes.tables`).
+- ``headline.{md,tex,html}``: the paper's Table 1 per dataset and probe kind (:mod:`probes.tables`).
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 import os
@@ -15,8 +18,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from probes.tables import (HTML_STYLE, PLUS_MINUS_NOTE, TIDY_COLUMNS, HeadlineTable, headline_tables, html_table,
+                           latex, markdown, tidy_rows)
+from probes.tasks import TASKS
+
 SOURCE_COLUMNS = ("dataset", "source", "model", "family", "paradigm", "random_init", "timestep", "layer")
-LOWER_IS_BETTER = {"AbsRel", "P-map"}
 
 
 def load_records(probe_dirs: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -52,8 +58,9 @@ def _fmt(value: Any) -> str:
 
 
 def _header(column: str) -> str:
-    metric = column.rsplit("/", 1)[-1]
-    return column + (" ↓" if metric in LOWER_IS_BETTER else " ↑")
+    task, _, metric = column.split("/", 2)
+    higher = TASKS[task].metrics.get(metric, True) if task in TASKS else True
+    return column + (" ↑" if higher else " ↓")
 
 
 def _source_label(row: dict[str, Any]) -> str:
@@ -107,44 +114,42 @@ def write_latex(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: st
     Path(path).write_text("\n".join(lines))
 
 
-def plot_summary(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike,
-                 per_row: int = 4) -> None:
-    """One horizontal bar chart per metric column (``per_row`` to a row), bars coloured by paradigm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = {"oracle": "#000000", "baseline": "#999999", "vgm": "#d95f02", "vlm": "#1b9e77", "vision-encoder": "#66a61e",
-               "fusion": "#7570b3"}
-    labels = [f"{r['dataset']}: {_source_label(r)}" for r in rows]
-    ncols = max(1, min(per_row, len(columns)))
-    nrows = max(1, math.ceil(len(columns) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols + 2.5, (0.3 * len(rows) + 1.0) * nrows),
-                             sharey=True, squeeze=False)
-    for axis, column in zip(axes.flat, columns):
-        values = [r.get(column) if isinstance(r.get(column), float) else math.nan for r in rows]
-        axis.barh(range(len(rows)), values, color=[colours.get(r.get("paradigm"), "#333333") for r in rows])
-        axis.set_title(_header(column), fontsize=8)
-        axis.tick_params(labelsize=7)
-        if all(0 <= v <= 1 for v in values if not math.isnan(v)):
-            axis.set_xlim(0, 1)
-    for axis in list(axes.flat)[len(columns):]:
-        axis.axis("off")
-    for axis in axes[:, 0]:
-        axis.set_yticks(range(len(rows)), labels)
-    axes[0][0].invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def write_tidy_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """``metrics.csv``: :data:`probes.tables.TIDY_COLUMNS`, branches joined with ';'."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(TIDY_COLUMNS))
+        writer.writeheader()
+        writer.writerows({**row, "branches": ";".join(row["branches"])} for row in rows)
 
 
-def aggregate(probe_dirs: Iterable[str | os.PathLike], *, csv_path: str, md_path: str, tex_path: str,
-              plot_path: str) -> list[dict[str, Any]]:
+def write_headline(tables: Sequence[HeadlineTable], *, md_path: str, tex_path: str, html_path: str) -> None:
+    random_note = ("Sources marked *(random-init)* come from randomly initialised models: they test the pipeline, "
+                   "not a pretrained representation.")
+    intro = ["# Headline results", "",
+             "Per dataset and probe kind, the paper's headline metrics. ↑ higher is better, ↓ lower is better; "
+             "the best value of each column among non-calibration sources is in bold. " + PLUS_MINUS_NOTE,
+             "Group averages are unweighted means over the group's sources (every layer and timestep).",
+             random_note if any(r.random_init for t in tables for _, g in t.groups for r in g) else "", ""]
+    Path(md_path).write_text("\n".join(intro) + "\n" + "\n\n".join(markdown(t) for t in tables) + "\n")
+    Path(tex_path).write_text("% Headline results (requires \\usepackage{booktabs}).\n"
+                              + "\n".join(latex(t) for t in tables))
+    Path(html_path).write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Headline results</title>"
+        f"<style>{HTML_STYLE}</style></head><body>\n<p>{html.escape(PLUS_MINUS_NOTE)} Bold: the best value of "
+        "each column among non-calibration sources. Group averages are unweighted means over the group's "
+        "sources.</p>\n" + "\n".join(html_table(t) for t in tables) + "\n</body></html>\n")
+
+
+def aggregate(probe_dirs: Iterable[str | os.PathLike], outputs: dict[str, str]) -> list[dict[str, Any]]:
+    """Write every table of ``outputs`` (keys ``summary_csv``, ``summary_md``, ``summary_tex``, ``metrics``,
+    ``headline_md``, ``headline_tex``, ``headline_html``); returns the tidy rows."""
     records = load_records(probe_dirs)
     rows, columns = summary_rows(records), metric_columns(records)
-    write_csv(rows, columns, csv_path)
-    write_markdown(rows, columns, md_path)
-    write_latex(rows, columns, tex_path)
-    plot_summary(rows, columns, plot_path)
-    return rows
+    write_csv(rows, columns, outputs["summary_csv"])
+    write_markdown(rows, columns, outputs["summary_md"])
+    write_latex(rows, columns, outputs["summary_tex"])
+    tidy = tidy_rows(records)
+    write_tidy_csv(tidy, outputs["metrics"])
+    write_headline(headline_tables(tidy), md_path=outputs["headline_md"], tex_path=outputs["headline_tex"],
+                   html_path=outputs["headline_html"])
+    return tidy

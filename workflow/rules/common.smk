@@ -1,6 +1,7 @@
 import os
 import re
 import sys
+from dataclasses import asdict
 
 from snakemake.exceptions import WorkflowError
 
@@ -9,8 +10,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 sys.path.insert(0, workflow.basedir)
 
 from clipstore import StoreError
+from extractors.ids import SOURCE as SOURCE_WILDCARD
 from extractors.tiny_models import TINY_MODELS, TINY_ROOT
 from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan, validate_config
+from probes.sources import spec_stores
 
 try:
     validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -18,12 +21,16 @@ try:
 except (ValueError, StoreError) as err:
     raise WorkflowError(f"config error: {err}") from None
 
-SUMMARY = {
-    "csv": "results/tables/summary.csv",
-    "md": "results/tables/summary.md",
-    "tex": "results/tables/summary.tex",
-    "plot": "results/plots/summary.png",
+TABLES = {
+    "headline_md": "results/tables/headline.md",
+    "headline_tex": "results/tables/headline.tex",
+    "headline_html": "results/tables/headline.html",
+    "metrics": "results/tables/metrics.csv",
+    "summary_csv": "results/tables/summary.csv",
+    "summary_md": "results/tables/summary.md",
+    "summary_tex": "results/tables/summary.tex",
 }
+PLOTS = "results/plots"
 
 
 def one_of(names):
@@ -40,7 +47,11 @@ def benchmark_path(stage, pattern):
 
 
 def summary_message():
-    table = os.path.abspath(SUMMARY["md"])
-    with open(SUMMARY["md"]) as handle:
+    """The headline tables and where everything is, printed when a run succeeds."""
+    if not os.path.exists(TABLES["headline_md"]):
+        return ""  # a run of other targets
+    with open(TABLES["headline_md"]) as handle:
         body = handle.read()
-    return f"\n{body}\nResults table: {table}\n             (also {SUMMARY['csv']}, plot {SUMMARY['plot']})"
+    return (f"\n{body}\nResults table: {os.path.abspath(TABLES['headline_md'])}\n"
+            f"  every metric: {TABLES['summary_md']}, tidy with intervals: {TABLES['metrics']}\n"
+            f"  plots: {PLOTS}/, one page with all of it: snakemake --report report.html")
