@@ -96,7 +96,7 @@ def main() -> None:
         settings = probes["light"]
         store = open_clip_store(store_path)
         protocol = FrameProtocol.from_options(options)
-        reader = SampleReader(source, store, task.module.make_targets(options))
+        reader = SampleReader(source, store, task.make_targets(options))
         samples = Sample.of(protocol.training_views(range(args.clips), 17, 0, 0))
         first = loading(reader, samples, args.batch_size)
         second = loading(reader, samples, args.batch_size)
@@ -107,7 +107,7 @@ def main() -> None:
         net = build_probe_net("light", "geometry", args.channels, {k: settings[k] for k in
                                                                    ("dim", "heads", "blocks", "mlp_ratio",
                                                                     "max_views", "dropout")})
-        loss_fn = task.module.loss_fn(settings)
+        loss_fn = task.loss_fn(settings)
         optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
         features, targets = to_tensors(reader.batch(samples[:args.batch_size]), torch.device("cpu"))
         generator = torch.Generator().manual_seed(0)
@@ -121,7 +121,7 @@ def main() -> None:
             step_times.append(time.perf_counter() - started)
         step = float(np.median(step_times[1:]))
 
-        run = train(net, SampleReader(source, store, task.module.make_targets(options)),
+        run = train(net, SampleReader(source, store, task.make_targets(options)),
                     train_samples=lambda e: Sample.of(protocol.training_views(range(args.clips), 17, 0, e)),
                     val_samples=samples[:args.batch_size], loss_fn=loss_fn, settings=settings, seed=0,
                     device=torch.device("cpu"))

@@ -1,4 +1,4 @@
-"""The canonical clip store ``results/data/{dataset}.zarr`` (layout in ``design.md``).
+"""The canonical clip store ``results/data/{dataset}.zarr`` (layout in docs/stores.md).
 
 N clips of T frames of H x W pixels, one Zarr shard per clip and one chunk per frame, so a probe reads
 just the views it samples. Datasets without some ground truth simply lack that array; asking for it gives

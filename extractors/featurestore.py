@@ -1,4 +1,4 @@
-"""The feature store ``results/features/{dataset}/{model}/{timestep}/shard-{k}.zarr`` (see ``design.md``).
+"""The feature store ``results/features/{dataset}/{model}/{timestep}/shard-{k}.zarr`` (docs/stores.md).
 
 One store holds the clips of one extraction job: ``layer_{L}`` arrays of shape (clips, T', h, w, C) in
 float16, one chunk per feature frame and one Zarr shard per clip (one writer per shard), plus

@@ -1,6 +1,6 @@
 """Qwen2.5-VL and Qwen3-VL (transformers) as feature sources, by the language-model or the vision-tower route.
 
-Token order is the trap here (see ../shared/reference/models.md). Our own patchify
+Token order is the trap here. Our own patchify
 (:mod:`extractors.qwen_preprocess`, identical to the official image processor) emits patches in 2x2
 merge-window order; Qwen2.5-VL's tower additionally permutes groups of 4 patches by attention window in every
 block output. The tower route undoes both before reshaping to a raster (row, column) grid. In the language

@@ -131,18 +131,23 @@ def weighted_average_precision(
         ValueError: on mismatched shapes, labels outside {0, 1}, non-finite
             scores, or negative or non-finite weights.
     """
+    y, s = _labels_and_scores(labels, scores, ndim=1)
+    w = _as_weights(weights, y.size)
+    return _weighted_ap(y.astype(np.float64), s, w)
+
+
+def _labels_and_scores(labels: ArrayLike, scores: ArrayLike, ndim: int) -> tuple[NDArray, NDArray[np.float64]]:
+    """Validated ``labels`` (0/1) and finite float64 ``scores`` of one shape with ``ndim`` axes."""
     y = np.asarray(labels)
     s = np.asarray(scores, dtype=np.float64)
-    if y.ndim != 1 or s.shape != y.shape:
-        raise ValueError(
-            f"labels and scores must be 1-D of equal shape, got {y.shape} and {s.shape}"
-        )
+    if y.ndim != ndim or s.shape != y.shape:
+        expected = "1-D" if ndim == 1 else "(n, C)"
+        raise ValueError(f"labels and scores must be {expected} of equal shape, got {y.shape} and {s.shape}")
     if not np.all(np.isin(y, (0, 1))):
         raise ValueError("labels must contain only 0/1")
     if not np.all(np.isfinite(s)):
         raise ValueError("scores must be finite")
-    w = _as_weights(weights, y.size)
-    return _weighted_ap(y.astype(np.float64), s, w)
+    return y, s
 
 
 def _masked_mean(values: NDArray[np.float64], keep: NDArray[np.bool_]) -> NDArray[np.float64]:
@@ -183,16 +188,7 @@ def weighted_tagging_metrics(
         ValueError: on mismatched shapes, labels outside {0, 1}, non-finite
             scores or rates, or negative or non-finite weights.
     """
-    y = np.asarray(labels)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.ndim != 2 or s.shape != y.shape:
-        raise ValueError(
-            f"labels and scores must be (n, C) of equal shape, got {y.shape} and {s.shape}"
-        )
-    if not np.all(np.isin(y, (0, 1))):
-        raise ValueError("labels must contain only 0/1")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("scores must be finite")
+    y, s = _labels_and_scores(labels, scores, ndim=2)
     rate = np.asarray(train_pos_rate, dtype=np.float64)
     if rate.shape != (y.shape[1],):
         raise ValueError(f"train_pos_rate must have shape ({y.shape[1]},), got {rate.shape}")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from clipstore import ClipStore
-from probes.sources import FeatureSource
+from probes.sources import Source
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class SampleReader:
     """Features of one source and targets of one task for samples; targets are cached (they are small
     and re-read every epoch), features are not (they can be hundreds of MB per clip)."""
 
-    def __init__(self, source: FeatureSource, clips_store: ClipStore, targets: TargetFn) -> None:
+    def __init__(self, source: Source, clips_store: ClipStore, targets: TargetFn) -> None:
         self.source = source
         self.clips_store = clips_store
         self._targets = targets

@@ -46,8 +46,8 @@ def _publish(out_dir: Path, record: dict[str, Any], runs: list[ProbeResult]) -> 
     first = runs[0]
     np.savez_compressed(partial / "predictions.npz", **first.predictions)
     np.savez_compressed(partial / "clip_stats.npz", **_clip_stats_arrays(runs, record["seeds"]))
-    _save_weights(partial / "weights.safetensors", first.weights,
-                  {key: str(record[key]) for key in ("dataset", "task", "probe", "source")} | {"seed": str(record["seeds"][0])})
+    metadata = {key: str(record[key]) for key in ("dataset", "task", "probe", "source")}
+    _save_weights(partial / "weights.safetensors", first.weights, metadata | {"seed": str(record["seeds"][0])})
     curves = [{"seed": seed, **row} for seed, run in zip(record["seeds"], runs, strict=True) for row in run.curves]
     if curves:
         with open(partial / "curves.csv", "w", newline="") as handle:

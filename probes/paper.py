@@ -1,6 +1,6 @@
 """The "paper" probe nets: the reference code's VGGT-style probe, rebuilt from its description.
 
-Architecture (``science.md`` section 3; VGGT's aggregator and heads with the patch embedding replaced by a
+Architecture (docs/tasks.md, "Probe kinds"; VGGT's aggregator and heads with the patch embedding replaced by a
 projection of frozen features):
 
 - Trunk: LayerNorm(C) -> Linear(C, D); per view one camera token and ``registers`` register tokens, with a

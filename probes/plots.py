@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extractors.ids import parse_timestep_token
 from probes.paradigms import paradigm, paradigm_rank
 from probes.tables import TIDY_COLUMNS
 
@@ -99,12 +100,6 @@ def _pyplot():
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _step(timestep: str) -> int | None:
-    """The integer of a timestep id ("t250" -> 250); None for "none" or anything else."""
-    match = re.fullmatch(r"t(\d+)", str(timestep))
-    return int(match.group(1)) if match else None
 
 
 def _arrow(metric: str, higher_is_better: Mapping[str, bool]) -> str:
@@ -266,7 +261,8 @@ def _shades(base: str, count: int) -> list[str]:
 
 def _series_order(rows: Sequence[Row]) -> tuple:
     first = rows[0]
-    return paradigm_rank(first["paradigm"]), first["model"], _step(first["timestep"]) or -1, first["layer"]
+    timestep = parse_timestep_token(first["timestep"])
+    return paradigm_rank(first["paradigm"]), first["model"], -1 if timestep is None else timestep, first["layer"]
 
 
 def _model_bases(models: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -319,7 +315,7 @@ def plot_timesteps(rows: Sequence[Row], path: str | os.PathLike, metrics: Sequen
                    higher_is_better: Mapping[str, bool]) -> Path | None:
     """Metric against diffusion timestep for one generative model on one (dataset, task, probe): a panel per
     metric that has data, one line (with its CI band) per layer. None unless >= 2 timesteps have data."""
-    rows = [r for r in rows if _step(r["timestep"]) is not None]
+    rows = [r for r in rows if parse_timestep_token(r["timestep"]) is not None]
     present = _present(rows, metrics)
     if not present or len({r["timestep"] for r in rows if _finite(r["value"])}) < 2:
         return None
@@ -328,8 +324,8 @@ def plot_timesteps(rows: Sequence[Row], path: str | os.PathLike, metrics: Sequen
                       colour, "o", tuple(g)) for g, colour in zip(groups, _colours(len(groups)))]
     first = rows[0]
     title = f"{first['dataset']}: {first['model']} — {first['task']}, {first['probe']} probe by diffusion timestep"
-    return _line_figure(series, lambda r: _step(r["timestep"]), "diffusion timestep", present, higher_is_better,
-                        title, Path(path))
+    return _line_figure(series, lambda r: parse_timestep_token(r["timestep"]), "diffusion timestep", present,
+                        higher_is_better, title, Path(path))
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -339,11 +335,11 @@ def _heat_panel(fig, axis, rows: Sequence[Row], metric: str, higher: bool | None
     import numpy as np
 
     layers = sorted({r["layer"] for r in rows})
-    steps = sorted({_step(r["timestep"]) for r in rows})
+    steps = sorted({parse_timestep_token(r["timestep"]) for r in rows})
     grid = np.full((len(layers), len(steps)), np.nan)
     for r in rows:
         if r["metric"] == metric and _finite(r["value"]):
-            grid[layers.index(r["layer"]), steps.index(_step(r["timestep"]))] = r["value"]
+            grid[layers.index(r["layer"]), steps.index(parse_timestep_token(r["timestep"]))] = r["value"]
     image = axis.imshow(np.ma.masked_invalid(grid), cmap="viridis_r" if higher is False else "viridis",
                         aspect="auto", origin="lower")
     for (i, j), value in np.ndenumerate(grid):
@@ -363,7 +359,7 @@ def plot_heatmap(rows: Sequence[Row], path: str | os.PathLike, metrics: Sequence
     """A generative model's layer x timestep grid on one (dataset, task, probe): a panel per metric with data,
     values written in the cells; brighter is better for every metric (reversed colour map for ↓ metrics).
     None unless the model has >= 2 layers and >= 2 timesteps."""
-    rows = [r for r in rows if _step(r["timestep"]) is not None and r["metric"] in metrics]
+    rows = [r for r in rows if parse_timestep_token(r["timestep"]) is not None and r["metric"] in metrics]
     present = _present(rows, metrics)
     if not present or len({r["layer"] for r in rows}) < 2 or len({r["timestep"] for r in rows}) < 2:
         return None
@@ -503,7 +499,7 @@ def _task_plots(rows: Sequence[Row], out: Path, metrics: Sequence[str],
     """Layer, timestep and heatmap figures of one (dataset, task, probe)."""
     task, probe = slugify(rows[0]["task"]), slugify(rows[0]["probe"])
     paths = [plot_layers(rows, out / "layers" / f"{task}-{probe}.png", metrics, higher_is_better)]
-    generative = [r for r in rows if r["paradigm"] != "fusion" and _step(r["timestep"]) is not None]
+    generative = [r for r in rows if r["paradigm"] != "fusion" and parse_timestep_token(r["timestep"]) is not None]
     for (model,), model_rows in sorted(_grouped(generative, "model").items()):
         name = f"{task}-{probe}-{slugify(model)}.png"
         paths.append(plot_timesteps(model_rows, out / "timesteps" / name, metrics, higher_is_better))

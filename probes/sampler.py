@@ -1,4 +1,4 @@
-"""The frame protocol: which views of a clip form one probe sample (science.md §2).
+"""The frame protocol: which views of a clip form one probe sample (docs/tasks.md).
 
 A sample is ``views`` clip frames inside the context window (the first ``window`` frames of the clip):
 the first view is frame 0, consecutive views are at least ``min_gap`` frames apart, and the slack left over

@@ -151,7 +151,7 @@ def _average(name: str, members: Sequence[Row], columns: Sequence[Column]) -> Ro
 
 # --- rendering ------------------------------------------------------------------------------------------
 PLUS_MINUS_NOTE = ("± is half the width of the 95% bootstrap interval over validation clips; σ the standard "
-                   "deviation over training seeds (probe kinds with `seeds` > 1).")
+                   "deviation over training seeds (probe kinds with seeds > 1).")
 
 
 def _cell_text(cell: Cell | None, column: Column, plus_minus: str, sigma: str) -> str:
@@ -231,7 +231,7 @@ def html_table(table: HeadlineTable) -> str:
                     f"{html.escape(paradigm(name).label)}</th></tr>")
         for row, cells in rows:
             kind = ' class="average"' if row.average else ""
-            label = f"Average {row.label}" if row.average else _label(row)
+            label = row.label.capitalize() if row.average else _label(row)
             body.append(f"<tr{kind}><td>{html.escape(label)}</td>" + "".join(f"<td>{c}</td>" for c in cells)
                         + "</tr>")
     return (f"<h2>{html.escape(table.dataset)}: {html.escape(table.probe)} probes</h2>\n"
@@ -241,7 +241,7 @@ def html_table(table: HeadlineTable) -> str:
 
 HTML_STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin-bottom:2em;font-size:14px}
-th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}
+th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
 td:first-child,th:first-child{text-align:left}
 tr.group th{text-align:left;background:#f2f2f2;font-style:italic}
 tr.average td{font-style:italic;color:#555}"""

@@ -18,8 +18,6 @@ from probes.taskspec import TaskSpec
 TASKS: dict[str, TaskSpec] = {module.SPEC.name: module.SPEC for module in (tagging, instance, geometry)}
 
 PROTOCOL_DEFAULTS: dict[str, Any] = {"views": 8, "min_gap": 5, "window": 76, "snap_stride": 4, "val_seed": 0}
-# Settings every probe kind of every task takes: train and score it this many times, with seeds seed, seed+1, ...
-COMMON_PROBE_SETTINGS: dict[str, Any] = {"seeds": 1}
 
 
 class TaskConfigError(ValueError):
@@ -38,14 +36,6 @@ def task_options(spec: TaskSpec) -> dict[str, Any]:
     return {**PROTOCOL_DEFAULTS, "views": spec.views, **spec.options}
 
 
-def probe_defaults(spec: TaskSpec, kind: str) -> dict[str, Any]:
-    """Default settings of one probe kind of a task; an unknown kind is an error listing the task's kinds."""
-    try:
-        return {**COMMON_PROBE_SETTINGS, **spec.probe_defaults(kind)}
-    except ValueError as err:
-        raise TaskConfigError(str(err)) from None
-
-
 def _merge(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
     given = dict(given or {})
     unknown = sorted(set(given) - set(defaults))
@@ -59,8 +49,13 @@ def resolve_task(name: str, entry: Mapping[str, Any]) -> tuple[TaskSpec, dict[st
     spec = task_spec(name)
     options = _merge(task_options(spec), entry.get("options"), f"task {name!r} options")
     _check_protocol(name, options)
-    probes = {kind: _merge(probe_defaults(spec, kind), settings, f"task {name!r}, probe {kind!r}")
-              for kind, settings in (entry.get("probes") or {}).items()}
+    probes = {}
+    for kind, settings in (entry.get("probes") or {}).items():
+        try:
+            defaults = spec.probe_defaults(kind)
+        except ValueError as err:
+            raise TaskConfigError(str(err)) from None
+        probes[kind] = _merge(defaults, settings, f"task {name!r}, probe {kind!r}")
     if not probes:
         raise TaskConfigError(f"task {name!r}: no probes; add e.g. 'probes: {{linear: {{}}}}'")
     for kind, settings in probes.items():

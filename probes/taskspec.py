@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LINEAR = "linear"  # the closed-form scikit-learn kind every task offers
+# Settings every probe kind of every task takes: train and score it this many times, with seeds seed, seed+1, ...
+COMMON_PROBE_SETTINGS: dict[str, Any] = {"seeds": 1}
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ class TaskSpec:
     def probe_defaults(self, kind: str) -> dict[str, Any]:
         """Default settings of probe ``kind``; an unknown kind is an error listing the task's kinds."""
         if kind == LINEAR:
-            return dict(self.linear)
+            return {**COMMON_PROBE_SETTINGS, **self.linear}
         if kind not in self.nets:
             raise ValueError(f"task {self.name!r}: unknown probe kind {kind!r}; known: {list(self.kinds)}")
         net = self.nets[kind]
-        return {**self.training, **net.training, **net.architecture}
+        return {**COMMON_PROBE_SETTINGS, **self.training, **net.training, **net.architecture}

@@ -38,7 +38,8 @@ def _write_branch(path: Path, name: str, spec: dict, seed: int, offset: float = 
 @pytest.fixture(scope="module")
 def branches(tmp_path_factory: pytest.TempPathFactory) -> list[FeatureSource]:
     root = tmp_path_factory.mktemp("fusion")
-    return [_write_branch(root / "vgm.zarr", "vgm", VGM, 1, offset=4.0), _write_branch(root / "vlm.zarr", "vlm", VLM, 2)]
+    return [_write_branch(root / "vgm.zarr", "vgm", VGM, 1, offset=4.0),
+            _write_branch(root / "vlm.zarr", "vlm", VLM, 2)]
 
 
 def _fusion(mode: str, grid: tuple[int, int] | None = None, materialise: bool = False) -> Fusion:

@@ -36,12 +36,13 @@ def test_dag_runs_through_the_slurm_profile(tmp_path: Path) -> None:
                        "--set-resources", "extract:mem_mb=1000", "extract:cpus_per_task=1")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert (tmp_path / "results/tables/summary.csv").exists()
+    assert (tmp_path / "results/tables/headline.md").exists() and (tmp_path / "results/plots/tiny").is_dir()
     submitted = set(re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+)/", output))
     rules = sorted(rule for _, rule in submitted)
-    # every dataset, extract, probe and aggregate job went through sbatch
+    # every dataset, extract, fuse, probe, aggregate and plots job went through sbatch
     assert rules == (["aggregate", "dataset"] + ["extract_pixels"] * 2 + ["extract_qwen"] * 2
-                     + ["extract_random_patch"] * 2 + ["extract_wan"] * 2 + ["probe"] * 5 + ["tiny_model"] * 2), rules
+                     + ["extract_random_patch"] * 2 + ["extract_wan"] * 2 + ["fuse"] * 2 + ["plots"]
+                     + ["probe"] * 7 + ["tiny_model"] * 2), rules
     # model-family extraction jobs asked Slurm for the (fake) GPU; baselines did not
     gpu_jobs = re.findall(r"rule (extract_\w+):.*?resources: [^\n]*?gpu=(\d)", output, re.S)
     assert dict(gpu_jobs) == {"extract_pixels": "0", "extract_random_patch": "0", "extract_wan": "1",

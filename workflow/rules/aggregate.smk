@@ -34,7 +34,7 @@ rule plots:
             directory(PLOTS),
             patterns=["{dataset}/{figure}/{name}.png"],
             caption="../report/plots.rst",
-            category="2. Plots: {figure}",
+            category="2. Plots ({figure})",
             subcategory="{dataset}",
             labels={"figure": "{name}"},
         ),
