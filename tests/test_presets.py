@@ -42,3 +42,15 @@ def test_paper_config_is_valid_and_uses_presets() -> None:
     resolved = {name: resolve_task(name, entry) for name, entry in config["tasks"].items()}
     assert set(resolved) == {"tagging", "instance", "geometry"}
     assert all(set(probes) == {"linear", "light", "paper"} for _, _, probes in resolved.values())
+
+
+def test_paper_fusions_name_sources_the_presets_extract() -> None:
+    from extractors.ids import SourceId, timestep_token
+
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    assert config["fusions"]
+    for fusion in config["fusions"].values():
+        for text in fusion["sources"]:
+            source = SourceId.parse(text)
+            preset = PRESETS[config["models"][source.model]["preset"]]
+            assert source.layer in preset.layers and source.timestep == timestep_token(preset.timestep), text
