@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from probes.paradigms import RANDOM_INIT_NOTE, marked
 from probes.tables import (HTML_STYLE, PLUS_MINUS_NOTE, TIDY_COLUMNS, HeadlineTable, headline_tables, html_table,
                            latex, markdown, tidy_rows)
 from probes.tasks import TASKS
@@ -64,7 +65,7 @@ def _header(column: str) -> str:
 
 
 def _source_label(row: dict[str, Any]) -> str:
-    return row["source"] + (" (random-init)" if row.get("random_init") else "")
+    return marked(row["source"], bool(row.get("random_init")))
 
 
 def paradigm_averages(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -89,8 +90,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
 
 
 def write_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str], path: str | os.PathLike) -> None:
-    random_note = ("\nSources marked *(random-init)* come from randomly initialised models: they test the "
-                   "pipeline, not a pretrained representation.\n") if any(r.get("random_init") for r in rows) else ""
+    random_note = f"\n{RANDOM_INIT_NOTE}\n" if any(r.get("random_init") for r in rows) else ""
     text = ["# Probe results", "",
             "One row per (dataset, feature source); source = `model@timestep@Llayer`. ↑ higher is better, "
             "↓ lower is better. Fractions, not percentages.", random_note,
@@ -123,13 +123,11 @@ def write_tidy_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> N
 
 
 def write_headline(tables: Sequence[HeadlineTable], *, md_path: str, tex_path: str, html_path: str) -> None:
-    random_note = ("Sources marked *(random-init)* come from randomly initialised models: they test the pipeline, "
-                   "not a pretrained representation.")
     intro = ["# Headline results", "",
              "Per dataset and probe kind, the paper's headline metrics. ↑ higher is better, ↓ lower is better; "
              "the best value of each column among non-calibration sources is in bold. " + PLUS_MINUS_NOTE,
              "Group averages are unweighted means over the group's sources (every layer and timestep).",
-             random_note if any(r.random_init for t in tables for _, g in t.groups for r in g) else "", ""]
+             RANDOM_INIT_NOTE if any(r.random_init for t in tables for _, g in t.groups for r in g) else "", ""]
     Path(md_path).write_text("\n".join(intro) + "\n" + "\n\n".join(markdown(t) for t in tables) + "\n")
     Path(tex_path).write_text("% Headline results (requires \\usepackage{booktabs}).\n"
                               + "\n".join(latex(t) for t in tables))

@@ -167,7 +167,8 @@ class LightTagging(ProbeNet):
     def __init__(self, in_channels: int, settings: Mapping[str, Any], num_classes: int):
         super().__init__()
         self.trunk = _trunk(in_channels, settings)
-        self.head = nn.Sequential(nn.LayerNorm(settings["dim"]), nn.Linear(settings["dim"], num_classes))
+        self.head = nn.Sequential(nn.LayerNorm(settings["dim"]),
+                                  nn.Linear(settings["dim"], check_num_classes(num_classes)))
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens = self.trunk(features)
@@ -269,8 +270,13 @@ def _check_arguments(cls: type, given: Mapping[str, Any]) -> None:
     if missing or unexpected:
         raise ValueError(f"{cls.__name__}: missing argument(s) {missing}, unexpected {unexpected}; it takes "
                          f"{sorted(names) or 'none'}")
-    if "num_classes" in given and given["num_classes"] < 1:
-        raise ValueError(f"num_classes must be >= 1; got {given['num_classes']}")
+
+
+def check_num_classes(num_classes: int) -> int:
+    """``num_classes`` of a tagging net, refused below 1."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1; got {num_classes}")
+    return num_classes
 
 
 def parameter_count(net: nn.Module) -> int:
@@ -278,6 +284,6 @@ def parameter_count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["IDENTITY_FOV", "POSE_DIM", "ProbeNet",
+__all__ = ["IDENTITY_FOV", "POSE_DIM", "ProbeNet", "check_num_classes",
            "activate_confidence", "activate_depth", "activate_pose", "build_probe_net", "check_features",
            "identity_pose", "parameter_count", "resolve_settings", "sincos_position_embedding_2d"]

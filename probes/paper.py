@@ -60,6 +60,7 @@ from probes.nets import (
     activate_depth,
     activate_pose,
     check_features,
+    check_num_classes,
     identity_pose,
 )
 
@@ -403,6 +404,7 @@ class PaperTagging(ProbeNet):
     def __init__(self, in_channels: int, settings: Mapping[str, Any], num_classes: int,
                  class_embeddings: torch.Tensor | None = None):
         super().__init__()
+        check_num_classes(num_classes)
         dim = settings["dim"]
         self.trunk = PaperTrunk(in_channels, settings)
         self.memory = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, dim))

@@ -26,6 +26,8 @@ PARADIGMS: dict[str, Paradigm] = {p.name: p for p in (
     Paradigm("oracle", "Calibration", "#000000"),
 )}
 CALIBRATION = frozenset({"oracle"})
+RANDOM_INIT_NOTE = ("Sources marked *(random-init)* come from randomly initialised models: they test the pipeline, "
+                    "not a pretrained representation.")
 UNKNOWN = Paradigm("other", "Other", "#333333")
 
 
@@ -38,3 +40,8 @@ def paradigm_rank(name: str | None) -> int:
     """Sort key: the table order of :data:`PARADIGMS`, unknown names last."""
     order = list(PARADIGMS)
     return order.index(name) if name in PARADIGMS else len(order)
+
+
+def marked(label: str, random_init: bool) -> str:
+    """``label`` with the mark every table and plot puts on sources of randomly initialised models."""
+    return label + (" (random-init)" if random_init else "")

@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from extractors.ids import parse_timestep_token
-from probes.paradigms import paradigm, paradigm_rank
+from probes.paradigms import marked, paradigm, paradigm_rank
 from probes.tables import TIDY_COLUMNS
 
 _FLOAT_COLUMNS = ("value", "ci_low", "ci_high", "seed_std")
 _INT_COLUMNS = ("layer", "seeds", "val_clips")
 DPI = 110
-RANDOM_NOTE = " (random-init)"
 # tab10/tab20 hues for further models of a paradigm, those least like the paradigm colours first
 _SPARE = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e", "#2ca02c",
           "#aec7e8", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#ffbb78", "#98df8a")
@@ -109,7 +108,7 @@ def _arrow(metric: str, higher_is_better: Mapping[str, bool]) -> str:
 
 
 def _source_label(row: Row) -> str:
-    return row["source"] + (RANDOM_NOTE if row.get("random_init") else "")
+    return marked(row["source"], bool(row.get("random_init")))
 
 
 def _grouped(rows: Sequence[Row], *keys: str) -> dict[tuple, list[Row]]:
@@ -291,7 +290,7 @@ def _model_series(rows: Sequence[Row]) -> list[_Series]:
     for group, colour in zip(groups, _model_colours(groups)):
         first = group[0]
         label = first["model"] + ("" if first["timestep"] == "none" else f" @{first['timestep']}")
-        label += RANDOM_NOTE if any(r.get("random_init") for r in group) else ""
+        label = marked(label, any(r.get("random_init") for r in group))
         series.append(_Series(label, colour, _MARKERS.get(first["paradigm"], "D"), tuple(group)))
     return series
 
@@ -320,7 +319,7 @@ def plot_timesteps(rows: Sequence[Row], path: str | os.PathLike, metrics: Sequen
     if not present or len({r["timestep"] for r in rows if _finite(r["value"])}) < 2:
         return None
     groups = [g for _, g in sorted(_grouped(rows, "layer").items())]
-    series = [_Series(f"L{g[0]['layer']}" + (RANDOM_NOTE if any(r.get("random_init") for r in g) else ""),
+    series = [_Series(marked(f"L{g[0]['layer']}", any(r.get("random_init") for r in g)),
                       colour, "o", tuple(g)) for g, colour in zip(groups, _colours(len(groups)))]
     first = rows[0]
     title = f"{first['dataset']}: {first['model']} — {first['task']}, {first['probe']} probe by diffusion timestep"
@@ -370,7 +369,7 @@ def plot_heatmap(rows: Sequence[Row], path: str | os.PathLike, metrics: Sequence
     for axis, metric in zip(axes, present):
         _heat_panel(fig, axis, rows, metric, higher_is_better.get(metric))
         axis.set_title(_arrow(metric, higher_is_better), fontsize=10)
-    model = first["model"] + (RANDOM_NOTE if any(r.get("random_init") for r in rows) else "")
+    model = marked(first["model"], any(r.get("random_init") for r in rows))
     fig.suptitle(f"{first['dataset']}: {model} — {first['task']}, {first['probe']} probe\n"
                  "layer × diffusion timestep (brighter = better)", fontsize=10)
     return _save(fig, Path(path))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from extractors.ids import SourceId
-from probes.paradigms import CALIBRATION, paradigm, paradigm_rank
+from probes.paradigms import CALIBRATION, marked, paradigm, paradigm_rank
 from probes.tasks import TASKS
 
 TIDY_COLUMNS = ("dataset", "task", "probe", "source", "model", "family", "paradigm", "timestep", "layer",
@@ -167,7 +167,7 @@ def _cell_text(cell: Cell | None, column: Column, plus_minus: str, sigma: str) -
 
 
 def _label(row: Row) -> str:
-    return row.label + (" (random-init)" if row.random_init else "")
+    return marked(row.label, row.random_init)
 
 
 def _render_rows(table: HeadlineTable, cell: Callable[[Cell | None, Column], str]
