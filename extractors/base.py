@@ -103,9 +103,12 @@ class Extractor(ABC):
         return {t: self.extract(frames, layers, t, clip=clip) for t in timesteps}
 
     def extract_clip(self, arrays: Mapping[str, np.ndarray], layers: tuple[int, ...],
-                     timesteps: tuple[int | None, ...], *, clip: int = 0) -> dict[int | None, ClipFeatures]:
-        """Features of one clip from its clip-store ``arrays`` (those named by ``inputs``); what the job calls.
-        Image and video models read the frames; the ground-truth oracle reads the ground truth."""
+                     timesteps: tuple[int | None, ...], *, clip: int = 0,
+                     frame_maps: Mapping[str, np.ndarray] | None = None) -> dict[int | None, ClipFeatures]:
+        """Features of one clip from its clip-store ``arrays`` (those named by ``inputs``, cut to the clip's
+        own frames); what the job calls. ``frame_maps`` gives each array's clip frame per row (ground truth
+        may be kept at some frames only). Image and video models read the frames (always complete); the
+        ground-truth oracle reads the ground truth."""
         return self.extract_timesteps(arrays["frames"], layers, timesteps, clip=clip)
 
     def check_timestep(self, timestep: int) -> None:

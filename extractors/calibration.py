@@ -51,8 +51,10 @@ class OracleExtractor(Extractor):
         raise OptionError(f"model {self.name!r}: the oracle encodes ground truth, not frames")
 
     def extract_clip(self, arrays: Mapping[str, np.ndarray], layers: tuple[int, ...],
-                     timesteps: tuple[int | None, ...], *, clip: int = 0) -> dict[int | None, ClipFeatures]:
+                     timesteps: tuple[int | None, ...], *, clip: int = 0,
+                     frame_maps: Mapping[str, np.ndarray] | None = None) -> dict[int | None, ClipFeatures]:
         frames, height, width = arrays["depth"].shape
+        frame_index = np.arange(frames) if frame_maps is None else np.asarray(frame_maps["depth"])
         grid = _grid(height, width, self.options["patch_size"], self.name)
         frame = first_view_frame(arrays["depth"], arrays["points"], arrays["extrinsics"])
         channels = np.concatenate([self._geometry(arrays["depth"], frame), self._classes(arrays),
@@ -60,7 +62,7 @@ class OracleExtractor(Extractor):
         cells = resample(channels, grid, axes=(1, 2), method="area")
         cameras = frame.extrinsics.reshape(frames, 1, 1, 12)
         cells = np.concatenate([cells, np.broadcast_to(cameras, (*cells.shape[:3], 12))], axis=-1)
-        return {t: ClipFeatures({0: cells.astype(np.float32)}, np.arange(frames)) for t in timesteps}
+        return {t: ClipFeatures({0: cells.astype(np.float32)}, frame_index) for t in timesteps}
 
     @staticmethod
     def _geometry(depth: np.ndarray, frame: FirstViewFrame) -> np.ndarray:

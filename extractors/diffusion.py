@@ -264,14 +264,24 @@ class DiffusionVideoExtractor(Extractor):
         return embeds.to(self.dtype)
 
     # --- extraction -------------------------------------------------------------------------------------
+    def input_frames(self, available: int, clip: int | None = None) -> int:
+        """Frames fed for a clip of ``available`` frames: option ``frames``, or for a shorter clip its longest
+        prefix the VAE takes (4k + 1), so nothing past the clip is ever fed. The store records each clip's
+        feature frames (``frame_count``)."""
+        for count in range(min(self.options["frames"], available), 0, -1):
+            try:
+                self.family_spec.check_frames(self.name, count)
+            except OptionError:
+                continue
+            return count
+        raise ValueError(f"model {self.name!r}: clip {clip} has {available} frames, too few for this VAE")
+
     def video_tensor(self, frames: np.ndarray, clip: int) -> Any:
-        """(1, 3, F, H, W) in [-1, 1] at the model's resolution, from the clip's first ``frames`` frames."""
+        """(1, 3, F, H, W) in [-1, 1] at the model's resolution, from the clip's first :meth:`input_frames`."""
         import torch
         import torch.nn.functional as F
 
-        count = self.options["frames"]
-        if len(frames) < count:
-            raise ValueError(f"model {self.name!r}: clip {clip} has {len(frames)} frames; the model takes {count}")
+        count = self.input_frames(len(frames), clip)
         video = torch.from_numpy(np.ascontiguousarray(frames[:count])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         video = F.interpolate(video, size=tuple(self.options["resolution"]), mode="bilinear", align_corners=False,
                               antialias=True)
@@ -298,7 +308,7 @@ class DiffusionVideoExtractor(Extractor):
         with torch.inference_mode():
             video = self.video_tensor(frames, clip)
             latents = spec.encode_video(self.vae, video)
-            clip_inputs = spec.clip_conditioning(self, video, frames[: self.options["frames"]])
+            clip_inputs = spec.clip_conditioning(self, video, frames[: video.shape[2]])
             grid = spec.latent_grid(latents.shape, self.transformer.config)
             frame_index = spec.frame_index(grid[0])
             keep = self._in_context(frame_index)
@@ -322,10 +332,12 @@ class DiffusionVideoExtractor(Extractor):
         return {layer: (total / draws).reshape(*grid, -1)[keep].cpu().numpy() for layer, total in totals.items()}
 
     def expected_frame_index(self, num_frames: int) -> np.ndarray | None:
-        if num_frames < self.options["frames"]:
-            return None  # extraction refuses such clips
         spec = self.family_spec
-        index = spec.frame_index((self.options["frames"] - 1) // spec.temporal_compression + 1)
+        try:
+            count = self.input_frames(num_frames)
+        except ValueError:
+            return None  # extraction refuses such clips, naming them
+        index = spec.frame_index((count - 1) // spec.temporal_compression + 1)
         return index[self._in_context(index)]
 
     def _in_context(self, frame_index: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 One store holds the clips of one extraction job: ``layer_{L}`` arrays of shape (clips, T', h, w, C) in
 float16, one chunk per feature frame and one Zarr shard per clip (one writer per shard), plus
-``clip_index`` (into the clip store) and ``frame_index`` (the clip frame each feature frame stands for).
+``clip_index`` (into the clip store), ``frame_index`` (the clip frame each feature frame stands for) and
+``frame_count`` (the feature frames each clip has: a shorter clip has a prefix of ``frame_index``, a skipped
+clip none; rows past a clip's count are never read).
 Writing goes through :class:`~clipstore.resumable.ResumableStore`: crash-safe, resumable per clip, with the
 completion marker written last; readers refuse stores without it.
 """
@@ -27,6 +29,7 @@ from extractors.base import ClipFeatures
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 FEATURE_DIMS = ("clip", "frame", "y", "x", "channel")
+FRAME_COUNT = "frame_count"
 
 
 def layer_key(layer: int) -> str:
@@ -55,6 +58,9 @@ class FeatureStoreWriter:
         self.compressor = ZstdCodec(level=compression_level)
         self.store = ResumableStore(path, {**fingerprint, "clip_index": self.clip_index,
                                            "layers": list(self.layers)})
+        if not self.store.resumed:
+            self.store.group.create_array(FRAME_COUNT, shape=(len(self.clip_index),), dtype="int64",
+                                          chunks=(len(self.clip_index),), fill_value=0, dimension_names=("clip",))
 
     @property
     def pending(self) -> list[int]:
@@ -79,8 +85,18 @@ class FeatureStoreWriter:
         group.create_array("frame_index", data=np.asarray(features.frame_index, dtype=np.int64),
                            dimension_names=("frame",))
 
-    def write_clip(self, position: int, features: ClipFeatures) -> None:
-        """Write every layer of the clip at ``position``, then mark it done."""
+    def write_clip(self, position: int, features: ClipFeatures | None) -> None:
+        """Write every layer of the clip at ``position`` (None: a skipped clip, no frames), then mark it done.
+
+        The first clip written sizes the arrays, so a job writes its longest clip first; a shorter clip's
+        ``frame_index`` must be a prefix of it, and its rows past its own frames keep the fill value."""
+        if features is not None:
+            self._write_layers(position, features)
+        count = 0 if features is None else len(features.frame_index)
+        self.store.group[FRAME_COUNT][position] = count
+        self.store.mark_done(position)
+
+    def _write_layers(self, position: int, features: ClipFeatures) -> None:
         clip = self.clip_index[position]
         missing = [layer for layer in self.layers if layer not in features.layers]
         if missing:
@@ -88,22 +104,29 @@ class FeatureStoreWriter:
         self._ensure_arrays(features)
         group = self.store.group
         expected_frames = group["frame_index"][:]
-        if not np.array_equal(expected_frames, features.frame_index):
+        count = len(features.frame_index)
+        if not np.array_equal(expected_frames[:count], features.frame_index):
             given = np.asarray(features.frame_index).tolist()
-            raise StoreError(f"clip {clip}: frame_index {given} differs from the other clips' "
+            raise StoreError(f"clip {clip}: frame_index {given} is not a prefix of the first clip's "
                              f"{expected_frames.tolist()}")
         for layer in self.layers:
             target = group[layer_key(layer)]
             values = features.layers[layer]
-            if values.shape != target.shape[1:]:
+            if values.shape != (count, *target.shape[2:]):
                 raise StoreError(f"clip {clip}, layer {layer}: features of shape {values.shape}, "
-                                 f"expected {target.shape[1:]}")
-            target[position] = to_float16(values, what=f"clip {clip}, layer {layer}")
-        self.store.mark_done(position)
+                                 f"expected {(count, *target.shape[2:])}")
+            padded = np.zeros(target.shape[1:], dtype=np.float16)
+            padded[:count] = to_float16(values, what=f"clip {clip}, layer {layer}")
+            target[position] = padded
 
     def finish(self, attributes: dict[str, Any]) -> Path:
         if self.pending:
             raise StoreError(f"{self.store.path}: clips at positions {self.pending} were never written")
+        if "frame_index" not in self.store.group.array_keys():  # every clip of the shard was skipped
+            self.store.group.create_array("clip_index", data=np.asarray(self.clip_index, dtype=np.int64),
+                                          dimension_names=("clip",))
+            self.store.group.create_array("frame_index", data=np.zeros(0, dtype=np.int64),
+                                          dimension_names=("frame",))
         return self.store.finish({**attributes, "layers": list(self.layers)})
 
 
@@ -125,8 +148,12 @@ class FeatureStore:
                 if shard.attrs.get(key) != first.attrs.get(key):
                     raise StoreError(f"{path}: attribute {key}={shard.attrs.get(key)!r} differs from "
                                      f"{self.paths[0]}'s {first.attrs.get(key)!r}")
-            if not np.array_equal(shard["frame_index"][:], first["frame_index"][:]):
-                raise StoreError(f"{path}: frame_index differs from {self.paths[0]}'s")
+        longest = self.frame_index
+        for path, shard in zip(self.paths, self.shards, strict=True):
+            own = shard["frame_index"][:]
+            if not np.array_equal(own, longest[:len(own)]):
+                raise StoreError(f"{path}: frame_index {own.tolist()} is not a prefix of the longest shard's "
+                                 f"{longest.tolist()}")
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -138,7 +165,19 @@ class FeatureStore:
 
     @cached_property
     def frame_index(self) -> np.ndarray:
-        return self.shards[0]["frame_index"][:]
+        """The clip frame of each feature frame of a full-length clip (shorter clips have a prefix)."""
+        return max((shard["frame_index"][:] for shard in self.shards), key=len)
+
+    @cached_property
+    def frame_counts(self) -> np.ndarray:
+        """Feature frames of each row (clip_index order); a store without ``frame_count`` is full length."""
+        return np.concatenate([shard[FRAME_COUNT][:] if FRAME_COUNT in shard.array_keys()
+                               else np.full(shard["clip_index"].shape[0], len(self.frame_index))
+                               for shard in self.shards])
+
+    def frame_count(self, clip: int) -> int:
+        """Feature frames of clip-store clip ``clip``: a prefix of :attr:`frame_index`."""
+        return int(self.frame_counts[self.rows_of([clip])[0]])
 
     @cached_property
     def clip_index(self) -> np.ndarray:
@@ -165,7 +204,13 @@ class FeatureStore:
         """(len(positions), h, w, C) float16: feature frames ``positions`` of clip-store clip ``clip``, reading
         only their chunks (one chunk per feature frame), or their span when it is small."""
         self._check_layer(layer)
-        shard, local = self._locate(self.rows_of([clip])[0])
+        row = self.rows_of([clip])[0]
+        count = int(self.frame_counts[row])
+        beyond = [int(p) for p in positions if not 0 <= int(p) < count]
+        if beyond:
+            raise StoreError(f"feature store {self.paths[0].parent}: clip {clip} has {count} feature frames "
+                             f"(clip frames {self.frame_index[:count].tolist()}); feature frame(s) {beyond} asked")
+        shard, local = self._locate(row)
         return read_frames(self._array(shard, layer), [local], positions)[0]
 
     def _locate(self, row: int) -> tuple[int, int]:
@@ -193,7 +238,14 @@ class FeatureStore:
         """Lazy (clips, T', h, w, C) float16 array over all shards, chunked one feature frame per chunk:
         the out-of-core view for Dask and xarray users (probes use :meth:`read`)."""
         self._check_layer(layer)
-        return da.concatenate([da.from_zarr(shard[layer_key(layer)]) for shard in self.shards], axis=0)
+        key = layer_key(layer)
+        full = next((shard[key] for shard in self.shards if key in shard.array_keys()), None)
+        if full is None:
+            raise StoreError(f"feature store {self.paths[0].parent}: every clip was skipped; no features")
+        return da.concatenate([da.from_zarr(shard[key]) if key in shard.array_keys()
+                               else da.zeros((shard["clip_index"].shape[0], *full.shape[1:]), dtype=full.dtype,
+                                             chunks=full.chunks)
+                               for shard in self.shards], axis=0)
 
 
 def open_feature_store(shard_paths: Sequence[str | os.PathLike]) -> FeatureStore:

@@ -66,13 +66,19 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     if pending:
         extractor.load()
         limit_torch_threads(threads)
-    inputs = {name: clips_store.zarr_array(name) for name in extractor.inputs}
+    lengths = clips_store.frame_counts
+    pending.sort(key=lambda p: -int(lengths[clips[p]]))  # longest first: the first clip sizes the arrays
     for position in tqdm(pending, desc=f"{model.name} {dataset} shard {shard}", unit="clip", disable=not progress):
         clip = clips[position]
         todo = tuple(t for t, positions in pending_by_timestep.items() if position in positions)
-        arrays = {name: array[clip] for name, array in inputs.items()}
-        for timestep, features in extractor.extract_clip(arrays, model.layers, todo, clip=clip).items():
-            writers[timestep].write_clip(position, features)
+        if lengths[clip] == 0:  # skipped when the dataset was written: no frames, no features
+            for timestep in todo:
+                writers[timestep].write_clip(position, None)
+            continue
+        arrays, frame_maps = clips_store.clip_arrays(clip, extractor.inputs)
+        features = extractor.extract_clip(arrays, model.layers, todo, clip=clip, frame_maps=frame_maps)
+        for timestep, clip_features in features.items():
+            writers[timestep].write_clip(position, clip_features)
     return [writer.finish(_attributes(clips_store, dataset, model, t, seed,
                                       {**extractor.provenance(), **extractor.noise_attributes(t)}))
             for t, writer in writers.items()]

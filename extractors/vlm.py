@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from clipstore.frames import query_frames
 from extractors.base import ClipFeatures, Extractor, OptionError
 from extractors.checkpoints import (CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint,
                                     planned_tiny_model)
@@ -103,12 +104,6 @@ def transformers_class(class_name: str) -> Any:
 
 
 # --- frames ----------------------------------------------------------------------------------------------
-
-def query_frames(num_frames: int, context_frames: int, stride: int = 4) -> list[int]:
-    """The paper's query frames: 0, then 1 + stride*k, inside the first ``context_frames`` frames."""
-    limit = min(num_frames, context_frames)
-    return [0] + list(range(1, limit, stride))
-
 
 # --- the shared extractor -------------------------------------------------------------------------------
 

@@ -27,12 +27,13 @@ def fit_and_score(task: TaskSpec, kind: str, source: Source, clips_store: ClipSt
                   seed: int) -> ProbeResult:
     """Train probe ``kind`` of ``task`` on ``train_clips`` and score it on ``val_clips``, with ``seed``."""
     protocol = FrameProtocol.from_options(options)
-    num_frames = int(clips_store.attrs["num_frames"])
+    lengths = clips_store.frame_counts
+    protocol.check_clips({clips_store.clip_ids[c]: int(lengths[c]) for c in [*train_clips, *val_clips]})
     reader = SampleReader(source, clips_store, task.make_targets(options))
-    val = Sample.of(protocol.validation_views(val_clips, num_frames))
+    val = Sample.of(protocol.validation_views(val_clips, lengths))
 
     def training_samples(epoch: int) -> list[Sample]:
-        return Sample.of(protocol.training_views(train_clips, num_frames, seed, epoch, settings["draws_per_clip"]))
+        return Sample.of(protocol.training_views(train_clips, lengths, seed, epoch, settings["draws_per_clip"]))
 
     first_epoch = training_samples(0)  # the linear kinds' training set; tagging buckets come from its labels
     if kind == LINEAR:

@@ -154,6 +154,16 @@ class FusedSource:
                 "branches": [{"source": str(b.id), "grid": list(b.grid), "channels": b.channels,
                               **{key: b.attrs.get(key) for key in PROVENANCE_KEYS}} for b in self.branches]}
 
+    def frame_count(self, clip: int) -> int:
+        """Fused frames of ``clip``: those every branch has for this clip (a prefix of ``frame_index``)."""
+        lasts = []
+        for branch in self.branches:
+            count = branch.frame_count(clip)
+            if count == 0:
+                return 0
+            lasts.append(int(branch.frame_index[count - 1]))
+        return int(np.sum(self.frame_index <= min(lasts)))
+
     def views(self, clip: int, frames: Sequence[int]) -> np.ndarray:
         feature_rows(self.frame_index, np.asarray(frames), str(self.id))  # a frame some branch lacks: named error
         return fuse_views([b.views(clip, frames) for b in self.branches], self.grid, self.fusion.mode,
@@ -168,9 +178,13 @@ def write_fused_store(source: FusedSource, path: str | os.PathLike, *, clip_inde
     writer = FeatureStoreWriter(path, clip_index=clip_index, layers=(0,),
                                 fingerprint={"fusion": attrs["fusion"], "dataset": dataset,
                                              "branches": [b["source"] for b in attrs["branches"]]})
-    frames = source.frame_index
-    for position in tqdm(writer.pending, desc=f"fusion {source.fusion.name} {dataset}", unit="clip",
-                         disable=not progress):
+    counts = {position: source.frame_count(int(writer.clip_index[position])) for position in writer.pending}
+    for position in tqdm(sorted(counts, key=lambda p: -counts[p]), desc=f"fusion {source.fusion.name} {dataset}",
+                         unit="clip", disable=not progress):  # longest first: it sizes the arrays
+        if counts[position] == 0:
+            writer.write_clip(position, None)
+            continue
+        frames = source.frame_index[:counts[position]]
         features = source.views(int(writer.clip_index[position]), frames)
         writer.write_clip(position, ClipFeatures({0: features}, frames))
     return writer.finish({**attrs, "dataset": dataset})

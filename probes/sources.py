@@ -47,6 +47,10 @@ class Source(Protocol):
     @property
     def attrs(self) -> dict[str, Any]: ...  # provenance: PROVENANCE_KEYS and more
 
+    def frame_count(self, clip: int) -> int:
+        """Feature frames clip-store clip ``clip`` has: ``frame_index[:count]`` (0 for a skipped clip)."""
+        ...
+
     def views(self, clip: int, frames: Sequence[int]) -> np.ndarray:
         """(len(frames), h, w, C) float32 features of clip-store clip ``clip`` at clip frames ``frames``."""
         ...
@@ -75,6 +79,9 @@ class FeatureSource:
     @property
     def attrs(self) -> dict[str, Any]:
         return self.store.attrs
+
+    def frame_count(self, clip: int) -> int:
+        return self.store.frame_count(clip)
 
     def views(self, clip: int, frames: Sequence[int]) -> np.ndarray:
         """Matched through ``frame_index``, reading only those feature frames."""

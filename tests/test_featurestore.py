@@ -103,7 +103,7 @@ def test_mismatched_clip_is_rejected_with_its_name(tmp_path: Path) -> None:
     writer.write_clip(0, _features(0, layers=(0,)))
     shifted = _features(1, layers=(0,))
     shifted.frame_index = shifted.frame_index + 1
-    with pytest.raises(StoreError, match=r"clip 9: frame_index \[1, 5, 9\] differs"):
+    with pytest.raises(StoreError, match=r"clip 9: frame_index \[1, 5, 9\] is not a prefix"):
         writer.write_clip(1, shifted)
     with pytest.raises(StoreError, match=r"clip 9: extractor returned no features for layer\(s\) \[0\]"):
         writer.write_clip(1, ClipFeatures({}, np.arange(3)))

@@ -54,7 +54,7 @@ def test_training_views_change_by_epoch_and_repeat_by_seed() -> None:
 def test_short_clips_use_their_own_length_and_impossible_protocols_fail() -> None:
     views = FrameProtocol(views=4, min_gap=4).draw(17, np.random.default_rng(0))
     assert views.max() <= 16 and set(views.tolist()) <= {0, 1, 5, 9, 13}
-    with pytest.raises(SamplerError, match="8 views with min_gap 5 need 36 frames, but the window holds 17"):
+    with pytest.raises(SamplerError, match="8 views with min_gap 5 need 36 frames, but a clip of 17 frames"):
         FrameProtocol(views=8, min_gap=5).draw(17, np.random.default_rng(0))
     with pytest.raises(SamplerError, match="min_gap=2 < snap_stride=4"):
         FrameProtocol(views=4, min_gap=2)

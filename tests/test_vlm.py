@@ -20,7 +20,7 @@ from extractors.checkpoints import CheckpointError
 from extractors.layers import LayerSpecError
 from extractors.registry import resolve_model
 from extractors.tiny_models import build_tiny_model
-from extractors.vlm import query_frames
+from clipstore.frames import query_frames
 
 TINY = ("tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-internvl", "tiny-siglip", "tiny-clip")
 FAMILY = {"tiny-qwen2.5-vl": "qwen2.5-vl", "tiny-qwen3-vl": "qwen3-vl", "tiny-internvl": "internvl",

@@ -38,6 +38,19 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
+def dataset_entry(name):
+    """The dataset job's parameters: its config entry without `threads` (which changes no byte written)."""
+    return {key: value for key, value in PLAN.datasets[name].entry.items() if key != "threads"}
+
+
+def dataset_inputs(name):
+    """Files whose edit must rewrite a dataset: the split lists of an ingested layout."""
+    entry = PLAN.datasets[name].entry
+    if entry["kind"] in ("scannet", "dl3dv"):
+        return [os.path.join(entry["root"], f"{split}.json") for split in ("train", "val")]
+    return [entry["split_file"]] if entry.get("split_file") else []
+
+
 def log_path(stage, pattern):
     return f"results/logs/{stage}/{pattern}.log"
 

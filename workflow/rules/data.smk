@@ -1,11 +1,15 @@
 rule dataset:
-    """Render a synthetic dataset into the canonical clip store (external stores need no rule)."""
+    """Write a dataset's canonical clip store: render the synthetic one, or bring in a scannet, dl3dv or video
+    dataset (docs/data.md). A `clipstore` dataset is used in place and needs no rule."""
     output:
         directory(DATA),
+    input:
+        lambda wildcards: dataset_inputs(wildcards.dataset),
     params:
-        spec=lambda wildcards: dict(PLAN.datasets[wildcards.dataset].synthetic),
+        entry=lambda wildcards: dataset_entry(wildcards.dataset),
+    threads: lambda wildcards: int(PLAN.datasets[wildcards.dataset].entry.get("threads", 1))
     wildcard_constraints:
-        dataset=one_of(n for n, d in PLAN.datasets.items() if d.kind == "synthetic"),
+        dataset=one_of(n for n, d in PLAN.datasets.items() if d.kind != "clipstore"),
     log:
         log_path("dataset", "{dataset}"),
     benchmark:

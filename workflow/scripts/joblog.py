@@ -13,6 +13,11 @@ def start_logging(log_path: str) -> logging.Logger:
     logging.captureWarnings(True)
 
     def log_uncaught(kind, value, tb):
+        from clipstore.errors import StoreError
+
+        if issubclass(kind, StoreError):  # bad data or a bad store: the message names it; no traceback
+            logging.getLogger("job").error("%s", value)
+            return
         logging.getLogger("job").error("".join(traceback.format_exception(kind, value, tb)).rstrip())
 
     sys.excepthook = log_uncaught
