@@ -125,10 +125,10 @@ def _plan_dataset(name: str, entry: Mapping[str, Any], seed: int) -> DatasetPlan
         clips = len(reader.entries())
     except StoreError as err:
         raise PlanError(f"dataset {name!r}: {err}") from None
-    written = _written_store(DATA.format(dataset=name), reader.options(), options)
-    if written is not None:  # written by an earlier run with these settings: its clip lengths are known
-        return _existing_store(name, kind, DATA.format(dataset=name), entry)
-    return DatasetPlan(name, kind, written, clips, reader_arrays(kind), dict(entry),
+    path = DATA.format(dataset=name)
+    if _written_store(path, reader.options(), options) is not None:  # an earlier run's: clip lengths known
+        return _existing_store(name, kind, path, entry)
+    return DatasetPlan(name, kind, path, clips, reader_arrays(kind), dict(entry),
                        ground_truth_frames=None if options.ground_truth == "all" else tuple(options.ground_truth_frames(10**6)))
 
 
@@ -177,7 +177,7 @@ class WorkflowPlan:
     def _plan_task(self, name: str, entry: Mapping[str, Any]) -> TaskPlan:
         settings, models = _split_models(name, entry, {**self.models, **self.fusions})
         task, options, probes = resolve_task(name, {**entry, "probes": settings})
-        datasets = tuple(entry.get("datasets") or self.datasets)
+        datasets = tuple(self.datasets if entry.get("datasets") is None else entry["datasets"])  # [] = none
         for dataset in datasets:
             if dataset not in self.datasets:
                 raise PlanError(f"task {name!r}: unknown dataset {dataset!r}; known: {sorted(self.datasets)}")
@@ -202,13 +202,14 @@ class WorkflowPlan:
         if dataset.ground_truth_frames is None:
             return
         longest = dataset.num_frames or protocol.window
-        reachable = {protocol.snap(v) for v in range(min(protocol.window, protocol.usable(longest)))}
+        span = min(protocol.window, protocol.usable(longest))
+        reachable = {protocol.snap(v) for v in range(span)}
         lacking = sorted(reachable - set(dataset.ground_truth_frames))
         if lacking:
+            kept = [f for f in dataset.ground_truth_frames if f < span]
             raise PlanError(f"task {task!r} on dataset {dataset.name!r}: the frame protocol can sample frames "
-                            f"{lacking[:8]} but the dataset keeps ground truth only at "
-                            f"{list(dataset.ground_truth_frames)} (ground_truth: query); use ground_truth: all, "
-                            f"or snap_stride 4 with window <= context_frames")
+                            f"{lacking[:8]} but the dataset keeps ground truth only at {kept} (ground_truth: "
+                            f"query); use ground_truth: all, or snap_stride 4 with window <= context_frames")
 
     def _check_inputs(self, model: str, dataset: DatasetPlan) -> None:
         lacking = [a for a in self.extractor(model).inputs if a not in dataset.arrays]

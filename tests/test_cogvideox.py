@@ -351,10 +351,12 @@ def test_check_timestep_names_the_range(loaded):
         extractor.check_timestep(1000)
 
 
-def test_clip_with_too_few_frames(loaded):
+def test_short_clip_is_fed_whole_and_never_past_its_end(loaded):
     extractor = loaded["tiny-cogvideox-t2v"]
-    with pytest.raises(ValueError, match=r"clip 4 has 5 frames; the model takes 9"):
-        extractor.extract(clip_for(extractor)[:5], (0,), 250, clip=4)
+    short = extractor.extract(clip_for(extractor)[:7], (0,), 250, clip=4)  # its longest 4k+1 prefix: 5 frames
+    assert short.frame_index.tolist() == extractor.expected_frame_index(7).tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"clip 4 has 0 frames, too few for this VAE"):
+        extractor.input_frames(0, clip=4)
 
 
 def test_checkpoint_missing_a_component_fails_at_construction(tiny, tmp_path):
