@@ -22,7 +22,7 @@ from clipstore.resumable import PARTIAL_SUFFIX
 def describe(path: str | os.PathLike) -> str:
     """The report for ``path``: a clip store, one feature-store shard, or a folder of shards."""
     path = Path(path)
-    shards = sorted(path.glob("shard-*.zarr")) if path.is_dir() and not _is_zarr(path) else []
+    shards = _shards(path) if path.is_dir() and not _is_zarr(path) else []
     if shards:
         return "\n".join(_feature_store(path, shards))
     group, state = _open(path)
@@ -31,6 +31,12 @@ def describe(path: str | os.PathLike) -> str:
     if "frame_index" in group.array_keys() or "layers" in group.attrs:
         return "\n".join(_feature_store(path.parent, [path]))
     raise StoreError(f"{path} is a Zarr group but neither a clip store nor a feature store")
+
+
+def _shards(folder: Path) -> list[Path]:
+    """The shards of a feature-store folder, finished or not (``shard-K.zarr`` or ``shard-K.zarr.partial``)."""
+    names = {p.name.removesuffix(PARTIAL_SUFFIX) for p in folder.glob("shard-*.zarr*")}
+    return sorted((folder / name for name in names), key=lambda p: int(p.stem.split("-")[1]))
 
 
 def _is_zarr(path: Path) -> bool:

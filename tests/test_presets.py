@@ -54,3 +54,20 @@ def test_paper_fusions_name_sources_the_presets_extract() -> None:
             source = SourceId.parse(text)
             preset = PRESETS[config["models"][source.model]["preset"]]
             assert source.layer in preset.layers and source.timestep == timestep_token(preset.timestep), text
+
+
+def test_paper_protocols_sample_only_frames_whose_ground_truth_the_paper_datasets_keep() -> None:
+    from clipstore.frames import query_frames
+    from clipstore.kinds import store_options
+    from probes.sampler import FrameProtocol
+    from probes.tasks import resolve_task
+
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    for name, entry in config["tasks"].items():
+        _, options, _ = resolve_task(name, entry)
+        protocol = FrameProtocol.from_options(options)
+        for dataset in entry["datasets"]:
+            kept = store_options(config["datasets"][dataset]).ground_truth_frames(81)
+            assert kept == query_frames(81)
+            reachable = {protocol.snap(v) for v in range(min(protocol.window, protocol.usable(81)))}
+            assert reachable <= set(kept), (name, dataset)
