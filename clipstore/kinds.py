@@ -35,7 +35,7 @@ READERS: dict[str, ReaderKind] = {
 STORE_OPTIONS = tuple(StoreOptions.__dataclass_fields__)
 SYNTHETIC_OPTIONS = ("clips", "frames", "height", "width", "val_fraction", "min_objects", "max_objects", "seed")
 KINDS: dict[str, tuple[str, ...]] = {  # kind -> config keys besides `kind` (and `root`, `threads` for readers)
-    "synthetic": (*SYNTHETIC_OPTIONS, "threads"),
+    "synthetic": (*SYNTHETIC_OPTIONS, "threads", "max_frames", "ground_truth", "context_frames"),
     "clipstore": ("root",),
     **{kind: ("root", "threads", *entry.options, *STORE_OPTIONS) for kind, entry in READERS.items()},
 }

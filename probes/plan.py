@@ -112,8 +112,12 @@ def _plan_dataset(name: str, entry: Mapping[str, Any], seed: int) -> DatasetPlan
 
         arguments = {key: entry[key] for key in SYNTHETIC_OPTIONS if key in entry}
         spec = SyntheticSpec(**{**arguments, "seed": entry.get("seed", seed)})
+        options = store_options(entry)
+        frames = options.length(spec.frames)
+        truth = options.ground_truth_frames(frames)
         return DatasetPlan(name, kind, DATA.format(dataset=name), spec.clips, reader_arrays(kind),
-                           {**entry, "seed": spec.seed}, dict.fromkeys(clip_ids(spec), spec.frames))
+                           {**entry, "seed": spec.seed}, dict.fromkeys(clip_ids(spec), frames),
+                           None if truth is None else tuple(truth))
     root = Path(entry["root"])
     if not root.exists():
         raise PlanError(f"dataset {name!r}: root {str(root)!r} does not exist")

@@ -71,6 +71,23 @@ def _score(task: str, kind: str, source: FeatureSource, store_path: Path, **sett
     return _result(task, kind, source, store_path, **settings).metrics
 
 
+def test_ground_truth_kept_at_query_frames_serves_the_oracle_and_the_probes(tmp_path: Path) -> None:
+    """``ground_truth: query``: the oracle reads ground truth through the frame map and records those frames;
+    targets and samples go through the same map, and the geometry probe stays near perfect."""
+    from clipstore.ingest import StoreOptions
+
+    store_path = write_synthetic_store(tmp_path / "q.zarr", SPEC, StoreOptions(ground_truth="query"), progress=False)
+    store = open_clip_store(store_path)
+    assert store.frame_map("depth").tolist() == [0, 1, 5, 9, 13] and store.zarr_array("frames").shape[1] == 17
+    run_extraction(clip_store=store_path, outputs={None: tmp_path / "oracle.zarr"}, dataset="q",
+                   model=resolve_model("oracle", SOURCES["oracle"]), shard=0, clips_per_shard=SPEC.clips, seed=0,
+                   progress=False)
+    oracle = FeatureSource(SourceId("oracle", "none", 0), [tmp_path / "oracle.zarr"])
+    assert oracle.frame_index.tolist() == [0, 1, 5, 9, 13]
+    scores = _score("geometry", "linear", oracle, store_path)
+    assert scores["AbsRel"] < 0.02 and scores["AUC@30"] > 0.9, scores
+
+
 def test_geometry_linear_oracle_is_near_perfect_and_noise_is_not(store_path: Path, sources) -> None:
     oracle = _score("geometry", "linear", sources["oracle"], store_path)
     noise = _score("geometry", "linear", sources["noise"], store_path)

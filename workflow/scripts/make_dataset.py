@@ -12,7 +12,7 @@ entry = snakemake.params.entry
 if entry["kind"] == "synthetic":
     spec = SyntheticSpec(**{key: entry[key] for key in SYNTHETIC_OPTIONS if key in entry})
     log.info("rendering %s", spec)
-    write_synthetic_store(snakemake.output[0], spec)
+    write_synthetic_store(snakemake.output[0], spec, store_options(entry))
 else:
     log.info("bringing in %s dataset %s with %d threads", entry["kind"], entry["root"], snakemake.threads)
     ingest(snakemake.output[0], open_reader(entry), store_options(entry), threads=snakemake.threads, log=log)
