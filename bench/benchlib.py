@@ -1,4 +1,5 @@
-"""What the bench scripts share: timing, the median, core count, ``--resolution`` parsing, plain tables.
+"""What the bench scripts share: timing, the median, core count, ``--resolution`` parsing, plain tables,
+and cold-cache reads (page-cache eviction, bytes read from the device).
 
 Imported by the scripts as ``benchlib`` (``python bench/X.py`` puts ``bench/`` on ``sys.path``). It imports
 no torch: :func:`sync` synchronises CUDA only when the calling script has already imported torch.
@@ -12,6 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -65,3 +67,27 @@ def print_table(header: list[str], rows: list[list[str]], align: str) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print(line(row))
+
+
+def kernel_read_bytes() -> int | None:
+    """Bytes this process (all threads) caused to be fetched from the block device, or None if unknown."""
+    try:
+        with open("/proc/self/io") as handle:
+            for line in handle:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def evict(path: Path) -> None:
+    """Flush and drop the page cache of every file under ``path`` (only these files)."""
+    for file in path.rglob("*"):
+        if file.is_file():
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)

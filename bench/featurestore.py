@@ -51,7 +51,7 @@ from extractors.featurestore import (  # noqa: E402
     open_feature_store,
     to_float16,
 )
-from benchlib import print_table  # noqa: E402
+from benchlib import evict, kernel_read_bytes, print_table  # noqa: E402
 
 MB = 1e6
 LAYER = 0
@@ -114,30 +114,6 @@ class CountingLocalStore(LocalStore):
         buffer = super().get_sync(key, prototype=prototype, byte_range=byte_range)
         self.counter.add(key, buffer)
         return buffer
-
-
-def kernel_read_bytes() -> int | None:
-    """Bytes this process (all threads) caused to be fetched from the block device, or None if unknown."""
-    try:
-        with open("/proc/self/io") as handle:
-            for line in handle:
-                if line.startswith("read_bytes:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def evict(path: Path) -> None:
-    """Flush and drop the page cache of every file under ``path`` (only these files)."""
-    for file in path.rglob("*"):
-        if file.is_file():
-            fd = os.open(file, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
 
 
 def readahead_kb(path: Path) -> int | None:

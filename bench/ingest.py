@@ -7,9 +7,10 @@ them (docs/data.md; the same files as ``tests/layouts.py`` writes):
 
 - **scannet**: ``--scannet-frames`` (81) frames of ``--scannet-size`` (540x720) as JPEG (quality
   ``--quality``, 95), ``instance_masks.npy`` uint16, ``poses.npy``, ``intrinsic.txt``,
-  ``tag_pixel_counts_20.npy``;
+  ``tag_pixel_counts_20.npy``; instance masks are the rendered objects over ~36 surface regions with
+  curved borders (:func:`surface_segments`), as ScanNet's dozens of instances per frame;
 - **dl3dv**: one safetensors file per scene of ``--dl3dv-frames`` (150) frames of ``--dl3dv-size``
-  (294x518): images uint8, depth, points and confidence float32 (525.5 MB per scene), intrinsics,
+  (294x518): images uint8, depth, points and confidence float32 (525.4 MB per scene), intrinsics,
   extrinsics.
 
 Rendering synthetic scenes at those sizes is slow, so each scene is rendered at 1/``--downscale`` (6) of the
@@ -21,24 +22,26 @@ noise (sigma 2) so that JPEG and zstd see camera-like pixels; confidence is 1 + 
 Then it runs :func:`clipstore.ingest.ingest` (``progress=False``) and prints
 
 1. **throughput** (``ground_truth: all``), for each layout and each ``--threads`` value: wall time,
-   clips/s, source MB (the layout's files) per second, MB the kernel read (``/proc/self/io``), store MB on
-   disk and store MB written per second. Before each run the source files are fsync'ed and dropped from the
+   CPU/wall (the process's CPU seconds, all threads, per wall second), clips/s, source MB (the layout's
+   files) per second, MB the kernel read (``/proc/self/io``), store MB on disk and store MB written per
+   second. Before each run the source files are fsync'ed and dropped from the
    page cache with ``posix_fadvise(DONTNEED)`` (``--warm`` skips that); the store is written to the page
    cache (no fsync), as a dataset job does;
 2. **store size per scene** with ``ground_truth: all`` and ``query`` (and for dl3dv also ``max_frames``
    ``--max-frames``, 81, with each): uncompressed bytes of the stored arrays (from their shapes and dtypes),
-   bytes on disk, and each against ``all`` and against the raw float32 scene.
+   bytes on disk, and each against ``all`` and against the raw float32 scene; then bytes on disk per array.
 
-Run: ``.venv/bin/python bench/ingest.py`` (about two minutes on 2 cores, ~2.4 GB of temporary files with
-the defaults). It prints figures and asserts nothing about speed.
+Run: ``.venv/bin/python bench/ingest.py`` (about 100 s on 2 cores, of which ~35 s write the fixture;
+~2.4 GB of source files and ~3 GB of memory at peak with the defaults). It prints figures and asserts
+nothing about speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -53,7 +56,7 @@ import zarr  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors.numpy import save_file  # noqa: E402
 
-from benchlib import cores, parse_resolution, print_table, timed  # noqa: E402
+from benchlib import cores, evict, kernel_read_bytes, parse_resolution, print_table, timed  # noqa: E402
 from clipstore.dl3dv import DL3DVReader  # noqa: E402
 from clipstore.frames import query_frames  # noqa: E402
 from clipstore.ingest import DatasetReader, StoreOptions, ingest  # noqa: E402
@@ -100,25 +103,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- fixture -------------------------------------------------------------------------------------------
-def linear_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """(n_out, n_in) bilinear resampling weights, pixel centres at integer coordinates."""
-    x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    lo = np.floor(x).astype(np.int64)
-    hi = np.minimum(lo + 1, n_in - 1)
-    weights = np.zeros((n_out, n_in), dtype=np.float32)
-    np.add.at(weights, (np.arange(n_out), lo), (1 - (x - lo)).astype(np.float32))
-    np.add.at(weights, (np.arange(n_out), hi), (x - lo).astype(np.float32))
-    return weights
-
-
 def upsample_linear(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(S, h, w[, C]) -> (S, H, W[, C]) float32, bilinear."""
-    my, mx = linear_matrix(size[0], values.shape[1]), linear_matrix(size[1], values.shape[2])
-    planes = values.astype(np.float32)
-    if planes.ndim == 3:
-        return np.ascontiguousarray(my @ planes @ mx.T)
-    out = my @ planes.transpose(0, 3, 1, 2) @ mx.T  # (S, C, H, W)
-    return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+    """(S, h, w[, C]) -> (S, H, W[, C]) float32, bilinear with pixel centres at integer coordinates; a few
+    frames at a time, which keeps the temporaries in the CPU caches (several times faster than all at once)."""
+    out = np.empty((len(values), *size, *values.shape[3:]), dtype=np.float32)
+    step = max(1, int(4e6 // max(1, out[0].size)))
+    for start in range(0, len(values), step):
+        block = values[start:start + step].astype(np.float32)
+        for axis, n_out in ((1, size[0]), (2, size[1])):
+            n_in = block.shape[axis]
+            x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+            lo = np.floor(x).astype(np.int64)
+            weight = (x - lo).astype(np.float32).reshape((n_out,) + (1,) * (block.ndim - axis - 1))
+            low, high = np.take(block, lo, axis=axis), np.take(block, np.minimum(lo + 1, n_in - 1), axis=axis)
+            high -= low
+            high *= weight
+            low += high
+            block = low
+        out[start:start + step] = block
+    return out
+
+
+def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> None:
+    """Gaussian noise in place, frame by frame from one pool at random offsets (iid-looking, and far
+    cheaper than a fresh draw per pixel)."""
+    size = image[0].size
+    pool = rng.standard_normal(2 * size, dtype=np.float32) * sigma
+    for frame, offset in zip(image, rng.integers(0, size, len(image))):
+        frame += pool[offset:offset + size].reshape(frame.shape)
 
 
 def upsample_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -134,8 +146,12 @@ def full_size_clip(spec: SyntheticSpec, clip: int, size: tuple[int, int], rng: n
     frames = len(small["frames"])
     out: dict[str, np.ndarray] = {}
     image = upsample_linear(small["frames"], size)
-    image += rng.standard_normal(image.shape, dtype=np.float32) * 2
-    out["frames"] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    add_noise(image, 2.0, rng)
+    out["frames"] = np.empty(image.shape, dtype=np.uint8)
+    for source, target in zip(image, out["frames"]):  # frame by frame: no full-size temporaries
+        np.rint(source, out=source)
+        np.clip(source, 0, 255, out=source)
+        target[...] = source
     del image
     if "depth" in keys:
         out["depth"] = upsample_linear(small["depth"], size)
@@ -143,12 +159,28 @@ def full_size_clip(spec: SyntheticSpec, clip: int, size: tuple[int, int], rng: n
         field = rng.random((frames, spec.height, spec.width), dtype=np.float32)
         out["confidence"] = 1 + 9 * upsample_linear(field, size) ** 2
     if "instance" in keys:
-        out["instance"] = upsample_nearest(small["instance"], size)
+        objects = upsample_nearest(small["instance"], size)
+        out["instance"] = surface_segments(rng, frames, size)
+        out["instance"][objects > 0] = 200 + objects[objects > 0]
         out["semantic"] = upsample_nearest(small["semantic"], size)
     out["extrinsics"] = small["extrinsics"].astype(np.float32)
     k = rescale_intrinsics(small["intrinsics"][0].astype(np.float64), (spec.height, spec.width), size)
     out["intrinsics"] = np.repeat(k[None].astype(np.float32), frames, axis=0)
     return out
+
+
+def surface_segments(rng: np.random.Generator, frames: int, size: tuple[int, int]) -> np.ndarray:
+    """(S, H, W) ids of ~36 regions per frame with smooth, curved borders (level sets of two smooth random
+    fields), 0 (unannotated) in ~14% of the pixels: the synthetic room is one instance-0 box, and ScanNet's
+    masks hold dozens of irregular instances, which compress far less than a few upsampled blocks."""
+    cells = (max(2, size[0] // 60), max(2, size[1] // 60))
+    first = upsample_linear(rng.random((frames, *cells), dtype=np.float32), size)
+    second = upsample_linear(rng.random((frames, *cells), dtype=np.float32), size)
+    ids = np.empty((frames, *size), dtype=np.uint16)
+    for a, b, target in zip(first, second, ids):
+        target[...] = 1 + np.minimum(a * 6, 5).astype(np.uint16) * 6 + np.minimum(b * 6, 5).astype(np.uint16)
+        target[np.abs(a - 0.5) < 0.04] = 0
+    return ids
 
 
 def camera_to_world(extrinsics: np.ndarray) -> np.ndarray:
@@ -235,26 +267,10 @@ def bytes_under(root: Path) -> int:
     return sum(p.stat().st_size for p in files_under(root))
 
 
-def evict(root: Path) -> None:
-    """Drop ``root``'s files from the page cache (fsync first, so that the pages are clean)."""
-    for path in files_under(root):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def kernel_read_bytes() -> int | None:
-    try:
-        with open("/proc/self/io") as handle:
-            for line in handle:
-                if line.startswith("read_bytes:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def uncompressed_per_clip(store: Path) -> float:
@@ -271,11 +287,12 @@ def run_ingest(store: Path, reader: DatasetReader, options: StoreOptions, thread
     shutil.rmtree(store, ignore_errors=True)  # a leftover store would be resumed, not rewritten
     if not warm:
         evict(reader.root)
-    before = kernel_read_bytes()
+    before, cpu = kernel_read_bytes(), cpu_seconds()
     seconds, _ = timed(lambda: ingest(store, reader, options, threads=threads, progress=False))
-    after = kernel_read_bytes()
-    return {"seconds": seconds, "kernel": None if before is None or after is None else after - before,
-            "store": bytes_under(store), "uncompressed": uncompressed_per_clip(store)}
+    after, cpu = kernel_read_bytes(), cpu_seconds() - cpu
+    by_array = {path.name: bytes_under(path) for path in sorted(store.iterdir()) if path.is_dir()}
+    return {"seconds": seconds, "cpu": cpu, "kernel": None if before is None or after is None else after - before,
+            "store": bytes_under(store), "uncompressed": uncompressed_per_clip(store), "by_array": by_array}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -288,15 +305,14 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.tmpdir))
     threads_max = max(args.threads)
     print(f"Ingest benchmark  {time.strftime('%Y-%m-%d %H:%M')}  host {platform.node()}, {cores()} cores, "
-          f"Python {platform.python_version()}, zarr {zarr.__version__}, numpy {np.__version__}")
+          f"Python {platform.python_version()}, zarr {zarr.__version__}, numpy {np.__version__}", flush=True)
     try:
         sources = fixture(args, root)
-        readers = {"scannet": lambda: ScanNetReader(sources["scannet"]),
-                   "dl3dv": lambda: DL3DVReader(sources["dl3dv"])}
+        readers = {"scannet": ScanNetReader, "dl3dv": DL3DVReader}
         source_bytes = {layout: bytes_under(path) for layout, path in sources.items()}
         throughput, sizes = [], []
         for layout in args.layouts:
-            reader = readers[layout]()
+            reader = readers[layout](sources[layout])
             for threads in args.threads:
                 out = run_ingest(root / f"{layout}-all-t{threads}.zarr", reader, StoreOptions(), threads, args.warm)
                 throughput.append((layout, threads, out))
@@ -307,9 +323,9 @@ def main(argv: list[str] | None = None) -> None:
             configs = [("ground_truth: query", StoreOptions(ground_truth="query"))]
             frames = args.scannet_frames if layout == "scannet" else args.dl3dv_frames
             if layout == "dl3dv" and 0 < args.max_frames < frames:
-                configs += [(f"max_frames: {args.max_frames}, ground_truth: all", StoreOptions(max_frames=args.max_frames)),
-                            (f"max_frames: {args.max_frames}, ground_truth: query",
-                             StoreOptions(max_frames=args.max_frames, ground_truth="query"))]
+                configs += [(f"max_frames: {args.max_frames}, ground_truth: {truth}",
+                             StoreOptions(max_frames=args.max_frames, ground_truth=truth))
+                            for truth in ("all", "query")]
             for n, (name, options) in enumerate(configs):
                 store = root / f"{layout}-options{n}.zarr"
                 out = run_ingest(store, reader, options, threads_max, args.warm)
@@ -326,24 +342,28 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def fixture(args: argparse.Namespace, root: Path) -> dict[str, Path]:
-    settings = {key: getattr(args, key) for key in ("clips", "scannet_frames", "scannet_size", "dl3dv_frames",
-                                                    "dl3dv_size", "downscale", "quality", "seed")}
-    settings = json.loads(json.dumps(settings))
-    sources = {layout: root / f"{layout}-source" for layout in LAYOUTS}
-    marker = root / "fixture.json"
-    if marker.exists() and json.loads(marker.read_text()) == settings:
-        print(f"Fixture: reusing {root}")
-        return sources
-    marker.unlink(missing_ok=True)
-    started = time.perf_counter()
-    for path in sources.values():
-        shutil.rmtree(path, ignore_errors=True)
-    write_scannet(sources["scannet"], args.clips, args.scannet_frames, args.scannet_size, args.downscale,
-                  args.quality, args.seed)
-    write_dl3dv(sources["dl3dv"], args.clips, args.dl3dv_frames, args.dl3dv_size, args.downscale, args.seed)
-    marker.write_text(json.dumps(settings))
-    print(f"Fixture: written in {time.perf_counter() - started:.1f} s (not timed below): rendered at "
-          f"1/{args.downscale} of the frame size by clipstore.synthetic, upsampled with NumPy")
+    """The source dataset of each layout in ``args.layouts``, written (or reused: same settings, --keep DIR)."""
+    sources = {}
+    for layout in args.layouts:
+        keys = ["clips", "downscale", "seed", f"{layout}_frames", f"{layout}_size"]
+        keys += ["quality"] if layout == "scannet" else []
+        settings = json.loads(json.dumps({key: getattr(args, key) for key in keys}))
+        sources[layout] = root / f"{layout}-source"
+        marker = root / f"{layout}-fixture.json"
+        if marker.exists() and json.loads(marker.read_text()) == settings:
+            print(f"Fixture {layout}: reusing {sources[layout]}", flush=True)
+            continue
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(sources[layout], ignore_errors=True)
+        started = time.perf_counter()
+        if layout == "scannet":
+            write_scannet(sources[layout], args.clips, args.scannet_frames, args.scannet_size, args.downscale,
+                          args.quality, args.seed)
+        else:
+            write_dl3dv(sources[layout], args.clips, args.dl3dv_frames, args.dl3dv_size, args.downscale, args.seed)
+        marker.write_text(json.dumps(settings))
+        print(f"Fixture {layout}: written in {time.perf_counter() - started:.1f} s (not timed below): rendered at "
+              f"1/{args.downscale} of the frame size by clipstore.synthetic, upsampled with NumPy", flush=True)
     return sources
 
 
@@ -354,22 +374,25 @@ def report(args: argparse.Namespace, throughput: list, sizes: list, source_bytes
     for layout in args.layouts:
         t, h, w = shape[layout]
         print(f"  {layout}: {args.clips} scenes x {t} frames of {h}x{w} ({what[layout]}): "
-              f"{source_bytes[layout] / MB:.1f} MB on disk, {source_bytes[layout] / MB / args.clips:.1f} MB per scene")
+              f"{source_bytes[layout] / MB:.1f} MB on disk, {source_bytes[layout] / MB / args.clips:.1f} MB per "
+              "scene")
     cache = "kept in the page cache (--warm)" if args.warm else \
         "fsync'ed and evicted from the page cache before each run"
     print(f"Method: wall time of ingest(path, reader, StoreOptions(...), threads=N, progress=False); source "
-          f"files {cache}; the store is written to the page cache (no fsync); kernel MB = /proc/self/io "
+          f"files {cache}; the store is written to the page cache (no fsync); CPU/wall = the process's CPU "
+          f"seconds (all threads) per wall second; kernel MB = /proc/self/io "
           f"read_bytes delta (includes readahead); store MB = bytes of the store's files. MB = 10^6 bytes.\n")
 
     print("THROUGHPUT  (ground_truth: all)")
     rows = []
     for layout, threads, out in throughput:
         seconds, source = out["seconds"], source_bytes[layout] / MB
-        rows.append([layout, str(threads), f"{seconds:.2f}", f"{args.clips / seconds:.2f}", f"{source:.0f}",
+        rows.append([layout, str(threads), f"{seconds:.2f}", f"{out['cpu'] / seconds:.2f}",
+                     f"{args.clips / seconds:.2f}", f"{source:.0f}",
                      f"{source / seconds:.0f}", "-" if out["kernel"] is None else f"{out['kernel'] / MB:.0f}",
                      f"{out['store'] / MB:.0f}", f"{out['store'] / MB / seconds:.0f}"])
-    print_table(["layout", "threads", "wall s", "clips/s", "source MB", "source MB/s", "kernel MB read",
-                 "store MB", "store MB/s"], rows, "lrrrrrrrr")
+    print_table(["layout", "threads", "wall s", "CPU/wall", "clips/s", "source MB", "source MB/s",
+                 "kernel MB read", "store MB", "store MB/s"], rows, "lrrrrrrrrr")
     for layout in args.layouts:
         runs = [(threads, out) for name, threads, out in throughput if name == layout]
         best_threads, best = min(runs, key=lambda run: run[1]["seconds"])
@@ -393,13 +416,19 @@ def report(args: argparse.Namespace, throughput: list, sizes: list, source_bytes
             reference[layout] = out
         base = reference[layout]
         rows.append([layout, name, f"{frames}", f"{truth}", f"{out['uncompressed'] / MB:.1f}",
-                     f"{out['store'] / args.clips / MB:.1f}", f"{out['uncompressed'] * args.clips / out['store']:.2f}",
+                     f"{out['store'] / args.clips / MB:.1f}",
+                     f"{out['uncompressed'] * args.clips / out['store']:.2f}",
                      f"{out['store'] / base['store']:.1%}", f"{out['uncompressed'] / base['uncompressed']:.1%}",
                      f"{out['store'] / args.clips / base['uncompressed']:.1%}", f"{out['seconds']:.2f}",
                      f"{args.clips / out['seconds']:.2f}"])
     print_table(["layout", "store options", "frames", "GT frames", "uncompressed MB", "on disk MB",
                  "compression", "disk vs all", "uncompr. vs all", "disk of raw", "wall s", "clips/s"],
                 rows, "llrrrrrrrrrr")
+    print("on disk MB per scene, by array:")
+    for layout, name, _, out in sizes:
+        parts = ", ".join(f"{array} {size / args.clips / MB:.1f}" for array, size in out["by_array"].items()
+                          if size / args.clips >= 0.05 * MB)
+        print(f"  {layout:8} {name:36} {parts}")
     if "dl3dv" in args.layouts:
         t, h, w = shape["dl3dv"]
         raw = t * h * w * (3 + 4 + 12 + 4)

@@ -70,13 +70,16 @@ def _arrays(group: zarr.Group, skip: tuple[str, ...] = ()) -> Iterator[str]:
 
 def _frames(frames: Any) -> str:
     frames = [int(f) for f in frames]
-    return str(frames) if len(frames) <= 12 else f"[{', '.join(map(str, frames[:10]))}, ... {frames[-1]}] ({len(frames)})"
+    if len(frames) <= 12:
+        return str(frames)
+    return f"[{', '.join(map(str, frames[:10]))}, ... {frames[-1]}] ({len(frames)})"
 
 
 def _clip_store(path: Path, group: zarr.Group, state: str) -> Iterator[str]:
     attrs = dict(group.attrs)
     yield f"clip store {path} ({state})"
-    yield f"  source: {attrs.get('source_kind', '?')}" + (f" at {attrs['source_root']}" if attrs.get("source_root") else "")
+    root = f" at {attrs['source_root']}" if attrs.get("source_root") else ""
+    yield f"  source: {attrs.get('source_kind', '?')}{root}"
     splits = Counter(attrs.get("split", []))
     counts = group["frame_count"][:] if "frame_count" in group.array_keys() else None
     skipped = attrs.get("skipped") or {}
@@ -116,7 +119,8 @@ def _feature_store(folder: Path, shards: list[Path]) -> Iterator[str]:
     yield (f"  model {attrs.get('model', '?')}{random_init}: family {attrs.get('family', '?')}, paradigm "
            f"{attrs.get('paradigm', '?')}, checkpoint {attrs.get('checkpoint')}")
     noise = {k: attrs[k] for k in ("sigma", "alpha_bar") if k in attrs}
-    yield f"  timestep: {attrs.get('timestep')}" + (f" ({', '.join(f'{k} {v:.4g}' for k, v in noise.items())})" if noise else "")
+    level = f" ({', '.join(f'{k} {v:.4g}' for k, v in noise.items())})" if noise else ""
+    yield f"  timestep: {attrs.get('timestep')}{level}"
     yield f"  dataset: {attrs.get('dataset', '?')} ({attrs.get('clip_store', '?')})"
     groups = [g for g, _ in opened]
     clips = sum(int(g["clip_index"].shape[0]) for g in groups if "clip_index" in g.array_keys())
@@ -124,7 +128,8 @@ def _feature_store(folder: Path, shards: list[Path]) -> Iterator[str]:
     yield f"  clips: {clips}; feature frames per clip: {len(index)} at clip frames {_frames(index)}"
     counts = np.concatenate([g["frame_count"][:] for g in groups if "frame_count" in g.array_keys()] or [np.zeros(0)])
     if len(counts) and (counts < len(index)).any():
-        yield f"  shorter clips: {int(((counts > 0) & (counts < len(index))).sum())}, skipped clips: {int((counts == 0).sum())}"
+        shorter, skipped = int(((counts > 0) & (counts < len(index))).sum()), int((counts == 0).sum())
+        yield f"  shorter clips: {shorter}, skipped clips: {skipped}"
     yield f"  layers: {attrs.get('layers')}; arrays of {shards[0].name}:"
     yield from _arrays(first, skip=("clip_index", "frame_index", "frame_count"))
     for key in ("options", "compute_dtype", "input_resolution", "input_frames", "fusion"):

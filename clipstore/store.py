@@ -94,6 +94,8 @@ def _padded(name: str, value: np.ndarray, rows: int, trailing: tuple[int, ...], 
                       f"{(expected_rows, *trailing)}")
     if value.dtype.kind != np.dtype(spec.dtype).kind and not (value.dtype.kind in "ui" and spec.dtype[0] in "ui"):
         raise BadClip(f"clip {clip!r}: array {name!r} has dtype {value.dtype}, expected {spec.dtype}")
+    if expected_rows == rows:  # a full-length clip: no padded copy
+        return value.astype(spec.dtype, copy=False)
     out = np.full((rows, *trailing), spec.fill_value, dtype=spec.dtype)
     out[:expected_rows] = value
     return out
