@@ -58,7 +58,6 @@ CLIP_ARRAYS: dict[str, ArraySpec] = {
 }
 
 
-GROUND_TRUTH_ALL = "all"
 FRAME_COUNT = "frame_count"  # (N,) int32: frames of each clip; 0 marks a skipped clip
 ON_BAD_CLIP = ("error", "skip")
 
@@ -156,7 +155,6 @@ class ClipLayout:
             "num_frames": self.frames,
             "height": self.height,
             "width": self.width,
-            "ground_truth": GROUND_TRUTH_ALL if self.ground_truth_frames is None else "subset",
             "ground_truth_frames": None if self.ground_truth_frames is None else list(self.ground_truth_frames),
         }
 
@@ -300,6 +298,7 @@ class ClipStore:
         self.path = Path(path)
         self.group = open_complete(self.path, what="clip store", rerun="dataset job")
         self._opened: dict[str, zarr.Array] = {}
+        self._frame_maps: dict[str, tuple[np.ndarray, dict[int, int]]] = {}
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -336,9 +335,16 @@ class ClipStore:
 
     def frame_map(self, name: str) -> np.ndarray:
         """The clip frame of each row of array ``name`` (every frame unless ground truth was subsampled)."""
-        array = self.zarr_array(name)
-        stored = array.attrs.get("frame_map")
-        return np.arange(array.shape[1]) if stored is None else np.asarray(stored, dtype=np.int64)
+        return self._frame_map(name)[0]
+
+    def _frame_map(self, name: str) -> tuple[np.ndarray, dict[int, int]]:
+        """(frame map, clip frame -> row) of array ``name``, built once per array."""
+        if name not in self._frame_maps:
+            array = self.zarr_array(name)
+            stored = array.attrs.get("frame_map")
+            frames = np.arange(array.shape[1]) if stored is None else np.asarray(stored, dtype=np.int64)
+            self._frame_maps[name] = frames, {int(f): row for row, f in enumerate(frames)}
+        return self._frame_maps[name]
 
     def rows(self, name: str, clip: int, frames: Sequence[int]) -> list[int]:
         """Rows of array ``name`` holding clip frames ``frames`` of clip ``clip``; a frame past the clip's
@@ -348,8 +354,7 @@ class ClipStore:
         if beyond:
             raise StoreError(f"clip store {self.path}: clip {self.clip_ids[clip]!r} has {count} frames; "
                              f"frame(s) {beyond} of array {name!r} were asked")
-        frame_map = self.frame_map(name)
-        row_of = {int(f): row for row, f in enumerate(frame_map)}
+        frame_map, row_of = self._frame_map(name)
         absent = [int(f) for f in frames if int(f) not in row_of]
         if absent:
             raise StoreError(f"clip store {self.path}: array {name!r} keeps ground truth at frames "

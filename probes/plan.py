@@ -18,14 +18,15 @@ import jsonschema
 import yaml
 
 from clipstore import CLIP_ARRAYS, ClipStore, StoreError, open_clip_store
+from clipstore.ingest import StoreOptions
 from clipstore.kinds import SYNTHETIC_OPTIONS, check_keys, open_reader, reader_arrays, store_options
 from extractors.ids import SourceId
 from extractors.job import num_shards, shard_clips
 from extractors.registry import ModelConfig, resolve_model
 from extractors.tiny_models import built_by_workflow
 from probes.fusion import Fusion, FusionError, common_frames
-from probes.sources import spec_stores
 from probes.sampler import FrameProtocol, SamplerError
+from probes.sources import spec_stores
 from probes.taskspec import TaskSpec
 from probes.tasks import resolve_task
 from probes.uncertainty import BootstrapSettings
@@ -130,13 +131,15 @@ def _plan_dataset(name: str, entry: Mapping[str, Any], seed: int) -> DatasetPlan
     except StoreError as err:
         raise PlanError(f"dataset {name!r}: {err}") from None
     path = DATA.format(dataset=name)
-    if _written_store(path, reader.options(), options) is not None:  # an earlier run's: clip lengths known
-        return _existing_store(name, kind, path, entry)
+    written = _written_store(path, reader.options(), options)
+    if written is not None:  # an earlier run's store with these settings: its clip lengths are known
+        return _store_plan(name, kind, written, entry)
+    truth = options.ground_truth_frames(options.context_frames)
     return DatasetPlan(name, kind, path, clips, reader_arrays(kind), dict(entry),
-                       ground_truth_frames=None if options.ground_truth == "all" else tuple(options.ground_truth_frames(10**6)))
+                       ground_truth_frames=None if truth is None else tuple(truth))
 
 
-def _written_store(path: str, reader_options: dict[str, Any], options: Any) -> ClipStore | None:
+def _written_store(path: str, reader_options: dict[str, Any], options: StoreOptions) -> ClipStore | None:
     """The complete store an earlier dataset job wrote with these settings, if any."""
     try:
         store = open_clip_store(path)
@@ -152,10 +155,15 @@ def _existing_store(name: str, kind: str, path: str, entry: Mapping[str, Any]) -
         store = open_clip_store(path)
     except StoreError as err:
         raise PlanError(f"dataset {name!r}: {err}") from None
+    return _store_plan(name, kind, store, entry)
+
+
+def _store_plan(name: str, kind: str, store: ClipStore, entry: Mapping[str, Any]) -> DatasetPlan:
+    """A dataset whose clip store exists: its arrays, clip lengths and ground-truth frames are known."""
     truth = store.attrs.get("ground_truth_frames")
     arrays = tuple(a for a in sorted(store.group.array_keys()) if a in CLIP_ARRAYS)
     lengths = dict(zip(store.clip_ids, (int(n) for n in store.frame_counts), strict=True))
-    return DatasetPlan(name, kind, path, len(store), arrays, dict(entry),
+    return DatasetPlan(name, kind, str(store.path), len(store), arrays, dict(entry),
                        {c: n for c, n in lengths.items() if n > 0}, None if truth is None else tuple(truth))
 
 
