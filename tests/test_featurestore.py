@@ -107,3 +107,30 @@ def test_mismatched_clip_is_rejected_with_its_name(tmp_path: Path) -> None:
         writer.write_clip(1, shifted)
     with pytest.raises(StoreError, match=r"clip 9: extractor returned no features for layer\(s\) \[0\]"):
         writer.write_clip(1, ClipFeatures({}, np.arange(3)))
+
+
+def test_shorter_and_skipped_clips_keep_their_own_feature_frames(tmp_path: Path) -> None:
+    """A shorter clip stores a prefix of frame_index, a skipped clip none; a shard of skipped clips only
+    still reads as part of the store, and no frame past a clip's count is ever returned."""
+    first = FeatureStoreWriter(tmp_path / "a.zarr", clip_index=[0, 1, 2], layers=[0], fingerprint={})
+    first.write_clip(0, _features(0, frames=3, layers=(0,)))
+    first.write_clip(1, _features(1, frames=2, layers=(0,)))
+    first.write_clip(2, None)
+    first.finish({"model": "m", "timestep": None})
+    skipped = FeatureStoreWriter(tmp_path / "b.zarr", clip_index=[3], layers=[0], fingerprint={})
+    skipped.write_clip(0, None)
+    skipped.finish({"model": "m", "timestep": None})
+    store = open_feature_store([tmp_path / "a.zarr", tmp_path / "b.zarr"])
+    assert store.frame_index.tolist() == [0, 4, 8] and store.frame_counts.tolist() == [3, 2, 0, 0]
+    np.testing.assert_array_equal(store.read_frames(0, clip=1, positions=[0, 1]),
+                                  _features(1, frames=2, layers=(0,)).layers[0].astype(np.float16))
+    message = r"clip 1 has 2 feature frames \(clip frames \[0, 4\]\); feature frame\(s\) \[2\]"
+    with pytest.raises(StoreError, match=message):
+        store.read_frames(0, clip=1, positions=[2])
+    with pytest.raises(StoreError, match="clip 3 has 0 feature frames"):
+        store.read_frames(0, clip=3, positions=[0])
+    assert store.layer(0).shape == (4, 3, *_features(0, layers=(0,)).layers[0].shape[1:])
+    longer = FeatureStoreWriter(tmp_path / "c.zarr", clip_index=[0, 1], layers=[0], fingerprint={})
+    longer.write_clip(0, _features(0, frames=2, layers=(0,)))
+    with pytest.raises(StoreError, match=r"frame_index \[0, 4, 8\] is not a prefix of the first clip's \[0, 4\]"):
+        longer.write_clip(1, _features(1, frames=3, layers=(0,)))
