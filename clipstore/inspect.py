@@ -7,6 +7,7 @@ far they got. Feature stores are read with Zarr directly, so this needs neither 
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,8 +36,9 @@ def describe(path: str | os.PathLike) -> str:
 
 def _shards(folder: Path) -> list[Path]:
     """The shards of a feature-store folder, finished or not (``shard-K.zarr`` or ``shard-K.zarr.partial``)."""
-    names = {p.name.removesuffix(PARTIAL_SUFFIX) for p in folder.glob("shard-*.zarr*")}
-    return sorted((folder / name for name in names), key=lambda p: int(p.stem.split("-")[1]))
+    found = (re.fullmatch(rf"shard-(\d+)\.zarr(?:{re.escape(PARTIAL_SUFFIX)})?", p.name) for p in folder.iterdir())
+    shards = {int(match.group(1)) for match in found if match}
+    return [folder / f"shard-{k}.zarr" for k in sorted(shards)]
 
 
 def _is_zarr(path: Path) -> bool:

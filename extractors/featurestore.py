@@ -119,15 +119,21 @@ class FeatureStoreWriter:
             padded[:count] = to_float16(values, what=f"clip {clip}, layer {layer}")
             target[position] = padded
 
-    def finish(self, attributes: dict[str, Any]) -> Path:
+    def drop_snapshot(self) -> None:
+        self.store.drop_snapshot()
+
+    def finish(self, attributes: dict[str, Any], *, keep_snapshot: bool = False) -> Path:
+        """Publish the store (see :meth:`clipstore.resumable.ResumableStore.finish`)."""
         if self.pending:
             raise StoreError(f"{self.store.path}: clips at positions {self.pending} were never written")
+        if self.store.published:
+            return self.store.finish(attributes, keep_snapshot=keep_snapshot)
         if "frame_index" not in self.store.group.array_keys():  # every clip of the shard was skipped
             self.store.group.create_array("clip_index", data=np.asarray(self.clip_index, dtype=np.int64),
                                           dimension_names=("clip",))
             self.store.group.create_array("frame_index", data=np.zeros(0, dtype=np.int64),
                                           dimension_names=("frame",))
-        return self.store.finish({**attributes, "layers": list(self.layers)})
+        return self.store.finish({**attributes, "layers": list(self.layers)}, keep_snapshot=keep_snapshot)
 
 
 class FeatureStore:

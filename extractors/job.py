@@ -79,9 +79,15 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
         features = extractor.extract_clip(arrays, model.layers, todo, clip=clip, frame_maps=frame_maps)
         for timestep, clip_features in features.items():
             writers[timestep].write_clip(position, clip_features)
-    return [writer.finish(_attributes(clips_store, dataset, model, t, seed,
-                                      {**extractor.provenance(), **extractor.noise_attributes(t)}))
-            for t, writer in writers.items()]
+    # Publish every timestep's store, each with a snapshot until all are out: Snakemake removes the outputs
+    # of a job it saw killed, and a rerun restores a published store from its snapshot, never recomputes it.
+    published = [writer.finish(_attributes(clips_store, dataset, model, t, seed,
+                                           {**extractor.provenance(), **extractor.noise_attributes(t)}),
+                               keep_snapshot=True)
+                 for t, writer in writers.items()]
+    for writer in writers.values():
+        writer.drop_snapshot()
+    return published
 
 
 def limit_torch_threads(threads: int | None) -> None:
