@@ -30,6 +30,7 @@ from typing import Any
 import zarr
 
 from clipstore.errors import StoreError
+from clipstore.verify import WRITE_EVERY_CHUNK
 
 PARTIAL_SUFFIX = ".partial"
 SNAPSHOT_SUFFIX = ".done"
@@ -51,6 +52,7 @@ class ResumableStore:
         self.snapshot = _sibling(self.path, SNAPSHOT_SUFFIX)
         self.fingerprint = fingerprint
         self._lock = _lock(self.path)
+        self._arrays: dict[str, zarr.Array] = {}
         self.published = self._published()
         if self.published:
             self.group, self.resumed = zarr.open_group(self.path, mode="r"), True
@@ -82,6 +84,13 @@ class ResumableStore:
         group = zarr.open_group(self.partial, mode="w", zarr_format=3)
         group.attrs.update({"fingerprint": self.fingerprint, "clips_done": [], "complete": False})
         return group, False
+
+    def array(self, name: str) -> zarr.Array:
+        """Array ``name`` opened for writing whole shards, fill-valued ones included: a shard missing on
+        disk then always means damage (:mod:`clipstore.verify`)."""
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name].with_config(WRITE_EVERY_CHUNK)
+        return self._arrays[name]
 
     @property
     def clips_done(self) -> set[int]:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from clipstore.errors import BadClip, StoreError
 from clipstore.resumable import ResumableStore, open_complete
+from clipstore.verify import WRITE_EVERY_CHUNK, check_array, shard_written
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ CLIP_ARRAYS: dict[str, ArraySpec] = {
 
 
 FRAME_COUNT = "frame_count"  # (N,) int32: frames of each clip; 0 marks a skipped clip
+REQUIRED_ATTRIBUTES = ("class_names", "clip_ids", "split", "num_clips", "num_frames", "height", "width")
 ON_BAD_CLIP = ("error", "skip")
 
 
@@ -79,6 +81,7 @@ def _create_array(group: zarr.Group, name: str, clips: int, rows: int, trailing:
         fill_value=spec.fill_value,
         dimension_names=("clip", "frame", *spec.trailing_dims),
         attributes={} if frame_map is None else {"frame_map": [int(f) for f in frame_map]},
+        config=WRITE_EVERY_CHUNK,
         overwrite=True,
     )
 
@@ -193,7 +196,7 @@ class _ClipWriter:
         padded = {name: _padded(name, arrays[name], layout.rows(name), layout.trailing(name),
                                 layout.rows_within(name, length), clip) for name in layout.arrays}
         for name, value in padded.items():
-            self.store.group[name][i] = value
+            self.store.array(name)[i] = value
         return length
 
     def done(self, i: int, length: int, skip_reason: str | None = None) -> None:
@@ -299,6 +302,28 @@ class ClipStore:
         self.group = open_complete(self.path, what="clip store", rerun="dataset job")
         self._opened: dict[str, zarr.Array] = {}
         self._frame_maps: dict[str, tuple[np.ndarray, dict[int, int]]] = {}
+        self._written: set[tuple[str, int]] = set()
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Attributes and every array against the documented layout (docs/stores.md), at open: a group
+        that is not a clip store, or an array of another dtype or shape, fails here with one line."""
+        missing = [key for key in REQUIRED_ATTRIBUTES if key not in self.group.attrs]
+        if missing:
+            raise StoreError(f"{self.path} is not a clip store: it lacks attribute(s) {missing} (docs/stores.md)")
+        clips, frames = len(self), int(self.attrs["num_frames"])
+        for key in ("clip_ids", "split"):
+            if len(self.attrs[key]) != clips:
+                raise StoreError(f"{self.path}: attribute {key!r} lists {len(self.attrs[key])} entries for "
+                                 f"num_clips={clips}")
+        sizes = (int(self.attrs["height"]), int(self.attrs["width"]), len(self.class_names))
+        for name in self._array_names & set(CLIP_ARRAYS):
+            array, spec = self.group[name], CLIP_ARRAYS[name]
+            stored = array.attrs.get("frame_map")
+            rows = frames if stored is None else len(stored)
+            check_array(self.path, name, array, spec.dtype, (clips, rows, *spec.trailing_shape(*sizes)))
+        if FRAME_COUNT in self._array_names:
+            check_array(self.path, FRAME_COUNT, self.group[FRAME_COUNT], "int32", (clips,))
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -368,6 +393,7 @@ class ClipStore:
         count = int(self.frame_counts[clip])
         arrays, maps = {}, {}
         for name in names:
+            self.require_written(name, clip)
             frame_map = self.frame_map(name)
             rows = int(np.sum(frame_map < count))
             arrays[name] = self.zarr_array(name)[clip, :rows]
@@ -402,9 +428,20 @@ class ClipStore:
         """Lazy (clips, frames, ...) Dask array, chunked one frame per chunk like the store."""
         return da.from_zarr(self.zarr_array(name))
 
+    def require_written(self, name: str, clip: int) -> None:
+        """Refuse a clip whose shard of array ``name`` is missing (it would read as the fill value)."""
+        if (name, int(clip)) in self._written or self.frame_counts[clip] == 0:
+            return
+        if not shard_written(self.path, self.zarr_array(name), clip):
+            raise StoreError(f"clip store {self.path}: array {name!r} of clip {self.clip_ids[clip]!r} is missing "
+                             "on disk (a damaged store: remove it and rerun its dataset job)")
+        self._written.add((name, int(clip)))
+
     def select(self, name: str, clips: Sequence[int], frames: Sequence[int] | None = None) -> np.ndarray:
         """(len(clips), len(frames), ...) of array ``name`` at clip frames ``frames`` (through its frame map),
         reading only the chunks of those frames; ``frames=None`` reads the stored rows whole."""
+        for clip in clips:
+            self.require_written(name, int(clip))
         if frames is None:
             return read_frames(self.zarr_array(name), clips)
         rows = [self.rows(name, int(clip), frames) for clip in clips]

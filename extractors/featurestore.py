@@ -25,6 +25,7 @@ from zarr.codecs import ZstdCodec
 from clipstore.errors import StoreError
 from clipstore.resumable import ResumableStore, open_complete
 from clipstore.store import read_frames
+from clipstore.verify import WRITE_EVERY_CHUNK, check_array, require_finite, shard_written
 from extractors.base import ClipFeatures
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -78,7 +79,7 @@ class FeatureStoreWriter:
             group.create_array(
                 layer_key(layer), shape=(len(self.clip_index), frames, *frame_shape), dtype="float16",
                 chunks=(1, 1, *frame_shape), shards=(1, frames, *frame_shape), compressors=self.compressor,
-                fill_value=0.0, dimension_names=FEATURE_DIMS, attributes={"layer": layer},
+                fill_value=0.0, dimension_names=FEATURE_DIMS, attributes={"layer": layer}, config=WRITE_EVERY_CHUNK,
             )
         group.create_array("clip_index", data=np.asarray(self.clip_index, dtype=np.int64),
                            dimension_names=("clip",))
@@ -110,7 +111,7 @@ class FeatureStoreWriter:
             raise StoreError(f"clip {clip}: frame_index {given} is not a prefix of the first clip's "
                              f"{expected_frames.tolist()}")
         for layer in self.layers:
-            target = group[layer_key(layer)]
+            target = self.store.array(layer_key(layer))
             values = features.layers[layer]
             if values.shape != (count, *target.shape[2:]):
                 raise StoreError(f"clip {clip}, layer {layer}: features of shape {values.shape}, "
@@ -136,6 +137,21 @@ class FeatureStoreWriter:
         return self.store.finish({**attributes, "layers": list(self.layers)}, keep_snapshot=keep_snapshot)
 
 
+def _check_shard_layout(path: Path, shard: zarr.Group) -> None:
+    """One shard's arrays against the documented layout (docs/stores.md), with one line naming the array."""
+    for name in ("clip_index", "frame_index"):
+        if name not in shard.array_keys():
+            raise StoreError(f"{path} is not a feature store: it lacks array {name!r} (docs/stores.md)")
+    clips, frames = shard["clip_index"].shape[0], shard["frame_index"].shape[0]
+    check_array(path, "clip_index", shard["clip_index"], "int64", (clips,))
+    check_array(path, "frame_index", shard["frame_index"], "int64", (frames,))
+    if FRAME_COUNT in shard.array_keys():
+        check_array(path, FRAME_COUNT, shard[FRAME_COUNT], "int64", (clips,))
+    for layer in shard.attrs.get("layers", []):
+        if layer_key(layer) in shard.array_keys():
+            check_array(path, layer_key(layer), shard[layer_key(layer)], "float16", (clips, frames, None, None, None))
+
+
 class FeatureStore:
     """The shards of one (dataset, model, timestep), read as one lazy store ordered by ``clip_index``."""
 
@@ -145,9 +161,12 @@ class FeatureStore:
         self.paths = [Path(p) for p in shard_paths]
         self.shards = [open_complete(p, what="feature store", rerun="extraction job") for p in self.paths]
         self._opened: dict[tuple[int, int], zarr.Array] = {}
+        self._written: set[tuple[int, int, int]] = set()
         self._check_consistent()
 
     def _check_consistent(self) -> None:
+        for path, shard in zip(self.paths, self.shards, strict=True):
+            _check_shard_layout(path, shard)
         first = self.shards[0]
         for path, shard in zip(self.paths[1:], self.shards[1:], strict=True):
             for key in ("model", "timestep", "layers"):
@@ -217,7 +236,13 @@ class FeatureStore:
             raise StoreError(f"feature store {self.paths[0].parent}: clip {clip} has {count} feature frames "
                              f"(clip frames {self.frame_index[:count].tolist()}); feature frame(s) {beyond} asked")
         shard, local = self._locate(row)
-        return read_frames(self._array(shard, layer), [local], positions)[0]
+        array = self._array(shard, layer)
+        what = f"feature store {self.paths[shard]}: clip {clip}, layer {layer}"
+        if (shard, layer, local) not in self._written:
+            if not shard_written(self.paths[shard], array, local):
+                raise StoreError(f"{what} is missing on disk (a damaged store: remove it and rerun its extraction)")
+            self._written.add((shard, layer, local))
+        return require_finite(read_frames(array, [local], positions)[0], what)
 
     def _locate(self, row: int) -> tuple[int, int]:
         """(shard, row inside that shard) of a row of :meth:`layer`."""

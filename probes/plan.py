@@ -9,6 +9,8 @@ culprit.
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +40,17 @@ PROBE = "results/probes/{dataset}/{task}/{source}/{probe}"
 
 class PlanError(ValueError):
     """The config describes a workflow that cannot run."""
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted (recursively): job parameters that do not depend on the
+    order a config was written in, so reordering keys re-runs nothing."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def rule_token(name: str) -> str:
+    """A model name as it appears in a rule name (``extract_<token>``)."""
+    return re.sub(r"\W", "_", name)
 
 
 def _with_defaults(validator_class: type) -> type:
@@ -167,6 +180,17 @@ def _store_plan(name: str, kind: str, store: ClipStore, entry: Mapping[str, Any]
                        {c: n for c, n in lengths.items() if n > 0}, None if truth is None else tuple(truth))
 
 
+def _check_rule_tokens(models: Iterable[str]) -> None:
+    """Two model names that become one rule name (``pix-1``, ``pix_1``) are refused, naming both."""
+    seen: dict[str, str] = {}
+    for name in models:
+        token = rule_token(name)
+        if token in seen:
+            raise PlanError(f"models {seen[token]!r} and {name!r} differ only in punctuation, and both become "
+                            f"rule extract_{token}; rename one")
+        seen[token] = name
+
+
 def _model_sources(model: ModelConfig) -> list[SourceId]:
     return [SourceId(model.name, token, layer) for token in model.timestep_tokens for layer in model.layers]
 
@@ -182,6 +206,7 @@ class WorkflowPlan:
         self._extractors: dict[str, Any] = {}
         self.datasets = {n: _plan_dataset(n, e, self.seed) for n, e in config["datasets"].items()}
         self.models = {n: resolve_model(n, e, seed=self.seed) for n, e in config["models"].items()}
+        _check_rule_tokens(self.models)
         self.fusions = {n: self._plan_fusion(n, e) for n, e in (config.get("fusions") or {}).items()}
         self._check_fusion_frames()
         self.tasks = {n: self._plan_task(n, e) for n, e in config["tasks"].items()}

@@ -186,6 +186,10 @@ def test_new_probes_and_tasks_reuse_cached_features(demo_run) -> None:
     assert result.returncode == 0
     assert scheduled_jobs(snakemake(workdir, SMALL_CONFIG, "-n")) == {}
 
+    reordered = _reversed(SMALL_CONFIG)  # the same meaning written in another order re-runs nothing
+    assert list(reordered["models"]["wan"]["options"]) != list(SMALL_CONFIG["models"]["wan"]["options"])
+    assert scheduled_jobs(snakemake(workdir, reordered, "-n")) == {}
+
     new_task = copy.deepcopy(SMALL_CONFIG)
     new_task["tasks"]["tagging"] = {"options": {"min_pixels": 20, "views": 2, "min_gap": 1, "window": 2,
                                                 "snap_stride": 1}, "probes": {"linear": {"C": 0.5}}}
@@ -214,6 +218,13 @@ def test_new_probes_and_tasks_reuse_cached_features(demo_run) -> None:
     new_layer["models"]["pixels"]["options"] = {"patch_size": 4}  # a model change does re-extract that model
     jobs = scheduled_jobs(snakemake(workdir, new_layer, "-n"))
     assert jobs["extract"] == 2 and "dataset" not in jobs and "tiny_model" not in jobs, jobs
+
+
+def _reversed(config):
+    """``config`` with the keys of every mapping in reverse order."""
+    if isinstance(config, dict):
+        return {key: _reversed(config[key]) for key in reversed(list(config))}
+    return copy.deepcopy(config)
 
 
 def _store_without_depth(path: Path) -> Path:
@@ -253,6 +264,8 @@ BAD_CONFIGS = {
                      "unknown task 'depth'; known: ['geometry', 'instance', 'tagging']"),
     "unknown probe kind": (_mutate(("tasks", "geometry", "probes", "heavy"), {}),
                            "task 'geometry': unknown probe kind 'heavy'; known: ['linear', 'light', 'paper']"),
+    "names equal after normalisation": (_mutate(("models", "random_patch"), {"family": "pixels"}),
+                                        "models 'random-patch' and 'random_patch' differ only in punctuation"),
     "fusion named like a model": (_mutate(("fusions", "pixels"), {"sources": ["wan@t500@L2", "qwen@none@L2"]}),
                                   "fusion 'pixels': the name is taken by a model"),
 }

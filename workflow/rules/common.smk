@@ -12,7 +12,7 @@ sys.path.insert(0, workflow.basedir)
 from clipstore import StoreError
 from extractors.ids import SOURCE as SOURCE_WILDCARD
 from extractors.tiny_models import TINY_MODELS, TINY_ROOT
-from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan, validate_config
+from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan, canonical, rule_token, validate_config
 from probes.sources import spec_stores
 
 try:
@@ -40,7 +40,7 @@ def one_of(names):
 
 def dataset_entry(name):
     """The dataset job's parameters: its config entry without `threads` (which changes no byte written)."""
-    return {key: value for key, value in PLAN.datasets[name].entry.items() if key != "threads"}
+    return canonical({key: value for key, value in PLAN.datasets[name].entry.items() if key != "threads"})
 
 
 def dataset_inputs(name):

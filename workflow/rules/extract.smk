@@ -5,7 +5,7 @@
 
 
 def extraction_rule_name(model):
-    return "extract_" + re.sub(r"\W", "_", model)
+    return "extract_" + rule_token(model)
 
 
 for _model in PLAN.models.values():
@@ -22,7 +22,7 @@ for _model in PLAN.models.values():
                 for token in _model.timestep_tokens
             ],
         params:
-            model=_model.to_json(),
+            model=canonical(_model.to_json()),
             clips_per_shard=PLAN.clips_per_shard,
             seed=PLAN.seed,
         wildcard_constraints:

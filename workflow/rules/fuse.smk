@@ -6,7 +6,7 @@ rule fuse:
     output:
         directory(FEATURES.format(dataset="{dataset}", model="{fusion}", timestep="none", shard="{shard}")),
     params:
-        source=lambda wildcards: PLAN.fusion_spec(wildcards.dataset, wildcards.fusion, int(wildcards.shard)),
+        source=lambda wildcards: canonical(PLAN.fusion_spec(wildcards.dataset, wildcards.fusion, int(wildcards.shard))),
         clip_index=lambda wildcards: PLAN.shard_clip_index(wildcards.dataset, int(wildcards.shard)),
     wildcard_constraints:
         dataset=one_of(PLAN.datasets),

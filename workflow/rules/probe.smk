@@ -5,11 +5,11 @@ rule probe:
     output:
         directory(PROBE),
     params:
-        source=lambda wildcards: PLAN.source_spec(wildcards.dataset, wildcards.source),
-        settings=lambda wildcards: dict(PLAN.tasks[wildcards.task].probes[wildcards.probe]),
-        task_options=lambda wildcards: dict(PLAN.tasks[wildcards.task].options),
+        source=lambda wildcards: canonical(PLAN.source_spec(wildcards.dataset, wildcards.source)),
+        settings=lambda wildcards: canonical(PLAN.tasks[wildcards.task].probes[wildcards.probe]),
+        task_options=lambda wildcards: canonical(PLAN.tasks[wildcards.task].options),
         seed=PLAN.seed,
-        bootstrap=asdict(PLAN.bootstrap),
+        bootstrap=canonical(asdict(PLAN.bootstrap)),
     wildcard_constraints:
         dataset=one_of(PLAN.datasets),
         task=one_of(PLAN.tasks),
