@@ -101,10 +101,19 @@ class ResumableStore:
         done = sorted(self.clips_done | {int(position)})
         self.group.attrs["clips_done"] = done
 
+    @property
+    def marked(self) -> bool:
+        """The completion marker is set (published, or killed while publishing): :meth:`finish` ignores
+        its attributes."""
+        return self.published or self.group.attrs.get("complete") is True
+
     def finish(self, attributes: dict[str, Any], *, keep_snapshot: bool = False) -> Path:
         """Set the final attributes and the completion marker (last), then move into place. With
         ``keep_snapshot`` a hard-linked snapshot stays beside it until :meth:`drop_snapshot` (a job that
         publishes several stores drops them once all are out)."""
+        if not self.published and self.group.attrs.get("complete") is True:  # killed while publishing
+            os.replace(self.partial, self.path)
+            self.published = True
         if not self.published:
             for name in self.group.array_keys():
                 self.group[name].attrs["complete"] = True

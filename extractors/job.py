@@ -63,7 +63,7 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     pending = sorted(set().union(*pending_by_timestep.values()))
     if len(pending) < len(clips):
         log.info("resuming %s shard %d: %d of %d clips still to extract", model.name, shard, len(pending), len(clips))
-    if pending:
+    if pending or not all(writer.store.marked for writer in writers.values()):  # provenance needs the model
         extractor.load()
         limit_torch_threads(threads)
     lengths = clips_store.frame_counts
@@ -81,7 +81,8 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
             writers[timestep].write_clip(position, clip_features)
     # Publish every timestep's store, each with a snapshot until all are out: Snakemake removes the outputs
     # of a job it saw killed, and a rerun restores a published store from its snapshot, never recomputes it.
-    published = [writer.finish(_attributes(clips_store, dataset, model, t, seed,
+    published = [writer.finish({} if writer.store.marked else
+                               _attributes(clips_store, dataset, model, t, seed,
                                            {**extractor.provenance(), **extractor.noise_attributes(t)}),
                                keep_snapshot=True)
                  for t, writer in writers.items()]

@@ -182,3 +182,44 @@ def test_one_job_writes_every_timestep_once_per_clip(checkpoint: Path, small_sto
         assert store.attrs["random_init"] is True and store.attrs["scheduler"] == "FlowMatchEulerDiscreteScheduler"
         expected = single.extract(frames, (2,), timestep, clip=1).layers[2]
         np.testing.assert_allclose(store.layer(2)[1].compute().astype(np.float32), expected, rtol=1e-2, atol=1e-3)
+
+
+def test_a_kill_between_publishing_two_timesteps_keeps_the_published_one(
+        checkpoint: Path, small_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after publishing t250 and before t500; Snakemake then removes both outputs of the killed job.
+    The rerun restores t250 from its snapshot and extracts only t500."""
+    from extractors.featurestore import FeatureStoreWriter
+    from extractors.job import run_extraction
+
+    options = {**OPTIONS, "frames": 5, "resolution": [32, 32]}
+    model = resolve_model("wan", {"family": "wan-t2v", "checkpoint": str(checkpoint), "layers": [-1],
+                                  "timesteps": [250, 500], "options": options})
+    outputs = {250: tmp_path / "t250" / "shard-0.zarr", 500: tmp_path / "t500" / "shard-0.zarr"}
+    real_finish = FeatureStoreWriter.finish
+
+    def killed_at_second(self, attributes, **kwargs):
+        if attributes["timestep"] == 500:
+            raise KeyboardInterrupt
+        return real_finish(self, attributes, **kwargs)
+
+    monkeypatch.setattr(FeatureStoreWriter, "finish", killed_at_second)
+    run = dict(clip_store=small_store, outputs=outputs, dataset="small", model=model, shard=0, clips_per_shard=2,
+               seed=0, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_extraction(**run)
+    assert outputs[250].exists() and not outputs[500].exists()
+    before = (outputs[250] / "layer_2" / "c" / "0" / "0" / "0" / "0" / "0").read_bytes()
+    shutil.rmtree(outputs[250])  # Snakemake removes the outputs of a job it saw killed
+    monkeypatch.setattr(FeatureStoreWriter, "finish", real_finish)
+    asked: list[tuple] = []
+    real_extract = WanT2VExtractor.extract_clip
+
+    def recording(self, arrays, layers, timesteps, **kwargs):
+        asked.append(tuple(timesteps))
+        return real_extract(self, arrays, layers, timesteps, **kwargs)
+
+    monkeypatch.setattr(WanT2VExtractor, "extract_clip", recording)
+    run_extraction(**run)
+    assert asked == []  # every clip of t500 was written before the kill: it is only published
+    assert (outputs[250] / "layer_2" / "c" / "0" / "0" / "0" / "0" / "0").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.glob("t*/*")) == ["shard-0.zarr", "shard-0.zarr"]
