@@ -222,9 +222,11 @@ class WorkflowPlan:
             if missing:
                 raise PlanError(f"task {name!r} needs array(s) {missing} that dataset {dataset!r} "
                                 f"({self.datasets[dataset].store}) lacks")
-            self._check_protocol(name, FrameProtocol.from_options(options), self.datasets[dataset])
-            for model in {m for chosen in models.values() for m in chosen if m in self.models}:
+            protocol = FrameProtocol.from_options(options)
+            self._check_protocol(name, protocol, self.datasets[dataset])
+            for model in sorted(self._models_behind(models)):
                 self._check_inputs(model, self.datasets[dataset])
+                self._check_coverage(name, protocol, model, self.datasets[dataset])
         return TaskPlan(task, options, probes, datasets, models)
 
     @staticmethod
@@ -247,6 +249,27 @@ class WorkflowPlan:
             raise PlanError(f"task {task!r} on dataset {dataset.name!r}: the frame protocol can sample frames "
                             f"{lacking[:8]} but the dataset keeps ground truth only at {kept} (ground_truth: "
                             f"query); use ground_truth: all, or snap_stride 4 with window <= context_frames")
+
+    def _models_behind(self, models: Mapping[str, tuple[str, ...]]) -> set[str]:
+        """The models a task's probe kinds read, directly or as branches of fusions."""
+        names = {m for chosen in models.values() for m in chosen}
+        return {m for m in names if m in self.models} | {
+            branch.model for m in names if m in self.fusions for branch in self.fusions[m].sources}
+
+    def _check_coverage(self, task: str, protocol: FrameProtocol, model: str, dataset: DatasetPlan) -> None:
+        """Every frame the protocol can sample has a feature frame of ``model``, for each clip length of the
+        dataset (when known and when the model's options fix its frames)."""
+        for length in sorted(set((dataset.lengths or {}).values())):
+            frames = self.extractor(model).expected_frame_index(length)
+            if frames is None:
+                continue  # the extraction job names the clip it cannot take
+            reachable = {protocol.snap(v) for v in range(min(protocol.window, protocol.usable(length)))}
+            lacking = sorted(reachable - {int(f) for f in frames})
+            if lacking:
+                raise PlanError(f"task {task!r} on dataset {dataset.name!r}: model {model!r} has no feature frame "
+                                f"for clip frame(s) {lacking[:8]} that the frame protocol can sample in a clip of "
+                                f"{length} frames (its feature frames: {[int(f) for f in frames]}); change the "
+                                f"protocol (snap_stride, window) or the model's frames")
 
     def _check_inputs(self, model: str, dataset: DatasetPlan) -> None:
         lacking = [a for a in self.extractor(model).inputs if a not in dataset.arrays]

@@ -160,3 +160,40 @@ def test_protocols_are_checked_against_ground_truth_frames_and_clip_lengths(tmp_
     assert (f"task 'geometry' on dataset 'dl3dv': frame protocol: 2 views with min_gap 4 need 5 frames, but clip "
             f"'0001{'ab' * 8}' has 4 frames") in result.stdout + result.stderr
     assert json.loads(json.dumps(open_clip_store(tmp_path / "results/data/dl3dv.zarr").attrs["store_options"]))
+
+
+def test_a_bad_scene_stops_the_dataset_job_with_one_line_and_no_store(tmp_path: Path) -> None:
+    root = tmp_path / "scannet"
+    write_scannet(root, SyntheticSpec(clips=3, frames=5, height=16, width=16), ["train", "train", "val"])
+    (root / "val" / "scene0002_00" / "frames" / "frame_00001.jpg").write_bytes(b"\xff\xd8\xff\xe0junk")
+    config = data_config(root, tmp_path)
+    config["datasets"] = {"scannet": {"kind": "scannet", "root": str(root)}}
+    config["tasks"] = {"tagging": {"options": {**PROTOCOL, "window": 5}, "probes": {"linear": {}}}}
+    config["models"] = {"pixels": config["models"]["pixels"]}
+    result = snakemake(tmp_path, config, "results/data/scannet.zarr")
+    assert result.returncode != 0 and "Error in rule dataset" in result.stdout + result.stderr
+    log = (tmp_path / "results/logs/dataset/scannet.log").read_text()
+    assert "BadClip: " in log and "scene0002_00/frames/frame_00001.jpg: corrupt image" in log
+    assert "Traceback" not in log and not (tmp_path / "results/data/scannet.zarr").exists()
+
+
+def test_a_clipstore_dataset_with_float_frames_is_refused_before_any_job(tmp_path: Path) -> None:
+    import zarr
+
+    from clipstore import write_clip_store
+    from clipstore.synthetic import render_clip
+
+    spec = SyntheticSpec(clips=4, frames=5, height=16, width=16)
+    path = write_clip_store(tmp_path / "mine.zarr", lambda i: render_clip(spec, i), clip_ids=list("abcd"),
+                            splits=["train", "train", "val", "val"], class_names=[str(i) for i in range(6)],
+                            frames=5, height=16, width=16, attributes={}, progress=False)
+    group = zarr.open_group(path, mode="r+")
+    frames = group["frames"][:]
+    group.create_array("frames", data=frames.astype(np.float32) / 255, overwrite=True)
+    config = data_config(tmp_path, tmp_path)
+    config["datasets"] = {"mine": {"kind": "clipstore", "root": str(path)}}
+    config["tasks"] = {"tagging": {"options": {**PROTOCOL, "window": 5}, "probes": {"linear": {}}}}
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode != 0
+    assert "dataset 'mine': " in result.stdout + result.stderr
+    assert "array 'frames' has dtype float32, the layout says uint8" in result.stdout + result.stderr

@@ -5,6 +5,22 @@ import sys
 import traceback
 
 
+# Errors that report a user's data, store or setting in one line naming it: logged without a traceback.
+USER_ERRORS = ("clipstore.errors:StoreError", "probes.sampler:SamplerError", "extractors.base:OptionError",
+               "extractors.checkpoints:CheckpointError", "probes.fusion:FusionError")
+
+
+def user_errors() -> tuple[type, ...]:
+    """The classes of :data:`USER_ERRORS` that this job imported (an error cannot be of another one)."""
+    found = []
+    for spec in USER_ERRORS:
+        module, name = spec.split(":")
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None:
+            found.append(cls)
+    return tuple(found)
+
+
 def start_logging(log_path: str) -> logging.Logger:
     """Send log records (and an uncaught exception's traceback) to ``log_path`` and stderr."""
     handlers = [logging.FileHandler(log_path, mode="w"), logging.StreamHandler(sys.stderr)]
@@ -13,10 +29,8 @@ def start_logging(log_path: str) -> logging.Logger:
     logging.captureWarnings(True)
 
     def log_uncaught(kind, value, tb):
-        from clipstore.errors import StoreError
-
-        if issubclass(kind, StoreError):  # bad data or a bad store: the message names it; no traceback
-            logging.getLogger("job").error("%s", value)
+        if issubclass(kind, user_errors()):  # bad data, a bad store or setting: the message names it
+            logging.getLogger("job").error("%s: %s", kind.__name__, value)
             return
         logging.getLogger("job").error("".join(traceback.format_exception(kind, value, tb)).rstrip())
 
