@@ -264,6 +264,13 @@ BAD_CONFIGS = {
                      "unknown task 'depth'; known: ['geometry', 'instance', 'tagging']"),
     "unknown probe kind": (_mutate(("tasks", "geometry", "probes", "heavy"), {}),
                            "task 'geometry': unknown probe kind 'heavy'; known: ['linear', 'light', 'paper']"),
+    "more views than any clip holds": (_mutate(("tasks", "geometry", "options"), {"views": 50}),
+                                       "task 'geometry' on dataset 'tiny': frame protocol: 50 views with min_gap 5 "
+                                       "need 246 frames, but clip 'synthetic-s0-c00000' has 5 frames"),
+    "3-frame clips under the default protocol": (
+        {**_mutate(("datasets", "tiny", "frames"), 3), "tasks": {"tagging": {"probes": {"linear": {}}}}},
+        "task 'tagging' on dataset 'tiny': frame protocol: 8 views with min_gap 5 need 36 frames, but clip "
+        "'synthetic-s0-c00000' has 3 frames"),
     "protocol a model cannot serve": (_mutate(("tasks", "geometry", "options"),
                                               {"views": 2, "min_gap": 2, "window": 5, "snap_stride": 1}),
                                       "model 'qwen' has no feature frame for clip frame(s) [2, 3, 4]"),
