@@ -70,6 +70,7 @@ class ResumableStore:
             return True
         if self.snapshot.exists():
             shutil.rmtree(self.snapshot)
+        shutil.rmtree(_sibling(self.snapshot, ".tmp"), ignore_errors=True)  # a snapshot a kill cut short
         return False
 
     def _open_or_create(self) -> tuple[zarr.Group, bool]:
@@ -109,23 +110,32 @@ class ResumableStore:
 
     def finish(self, attributes: dict[str, Any], *, keep_snapshot: bool = False) -> Path:
         """Set the final attributes and the completion marker (last), then move into place. With
-        ``keep_snapshot`` a hard-linked snapshot stays beside it until :meth:`drop_snapshot` (a job that
-        publishes several stores drops them once all are out)."""
-        if not self.published and self.group.attrs.get("complete") is True:  # killed while publishing
-            os.replace(self.partial, self.path)
-            self.published = True
+        ``keep_snapshot`` a hard-linked snapshot, taken before the rename, stays beside it until
+        :meth:`drop_snapshot` (a job that publishes several stores drops them once all are out)."""
         if not self.published:
-            for name in self.group.array_keys():
-                self.group[name].attrs["complete"] = True
-            self.group.attrs.update({**attributes, "fingerprint": self.fingerprint, "complete": True})
+            if self.group.attrs.get("complete") is not True:  # else: killed while publishing, already final
+                for name in self.group.array_keys():
+                    self.group[name].attrs["complete"] = True
+                self.group.attrs.update({**attributes, "fingerprint": self.fingerprint, "complete": True})
+            if keep_snapshot:
+                self._snapshot_from(self.partial)
             os.replace(self.partial, self.path)
             self.published = True
-        if keep_snapshot and not self.snapshot.exists():
-            shutil.copytree(self.path, self.snapshot, copy_function=os.link)
+        elif keep_snapshot:
+            self._snapshot_from(self.path)
         if not keep_snapshot:
             self.drop_snapshot()
         self._lock.release()
         return self.path
+
+    def _snapshot_from(self, source: Path) -> None:
+        """Hard-link ``source`` (complete) into the snapshot, atomically: a kill leaves no half snapshot."""
+        if self.snapshot.exists():
+            return  # this fingerprint's: another one was dropped when the writer started
+        staging = _sibling(self.snapshot, ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging, copy_function=os.link)
+        os.replace(staging, self.snapshot)
 
     def drop_snapshot(self) -> None:
         if self.snapshot.exists():
