@@ -241,10 +241,9 @@ class WorkflowPlan:
         if dataset.ground_truth_frames is None:
             return
         longest = dataset.num_frames or protocol.window
-        span = min(protocol.window, protocol.usable(longest))
-        reachable = {protocol.snap(v) for v in range(span)}
-        lacking = sorted(reachable - set(dataset.ground_truth_frames))
+        lacking = sorted(protocol.reachable(longest) - set(dataset.ground_truth_frames))
         if lacking:
+            span = min(protocol.window, protocol.usable(longest))
             kept = [f for f in dataset.ground_truth_frames if f < span]
             raise PlanError(f"task {task!r} on dataset {dataset.name!r}: the frame protocol can sample frames "
                             f"{lacking[:8]} but the dataset keeps ground truth only at {kept} (ground_truth: "
@@ -263,8 +262,7 @@ class WorkflowPlan:
             frames = self.extractor(model).expected_frame_index(length)
             if frames is None:
                 continue  # the extraction job names the clip it cannot take
-            reachable = {protocol.snap(v) for v in range(min(protocol.window, protocol.usable(length)))}
-            lacking = sorted(reachable - {int(f) for f in frames})
+            lacking = sorted(protocol.reachable(length) - {int(f) for f in frames})
             if lacking:
                 raise PlanError(f"task {task!r} on dataset {dataset.name!r}: model {model!r} has no feature frame "
                                 f"for clip frame(s) {lacking[:8]} that the frame protocol can sample in a clip of "

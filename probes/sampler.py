@@ -72,6 +72,10 @@ class FrameProtocol:
                                f"{span}); lower views or min_gap, or drop short clips (dataset min_frames)")
         return span
 
+    def reachable(self, num_frames: int) -> set[int]:
+        """Every frame a view can land on in a clip of ``num_frames`` frames (after snapping)."""
+        return {self.snap(v) for v in range(min(self.window, self.usable(num_frames)))}
+
     def check_clips(self, lengths: Mapping[str, int]) -> None:
         """Raise :class:`SamplerError` naming the shortest clip when it cannot hold one sample."""
         if lengths:
