@@ -24,6 +24,7 @@ import numpy as np
 from clipstore.errors import BadClip, StoreError
 from clipstore.frames import CONTEXT_FRAMES, QUERY_STRIDE, query_frames
 from clipstore.store import ON_BAD_CLIP, write_clip_store
+from clipstore.verify import non_finite
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -204,7 +205,7 @@ def read_split_lists(root: Path, kind: str) -> list[tuple[str, list[Any]]]:
 
 def require_finite(values: np.ndarray, what: str) -> np.ndarray:
     """``values``, or :class:`BadClip` naming ``what`` when any is NaN or infinite."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        raise BadClip(f"{what}: {int(bad.sum())} non-finite value(s)")
+    bad = non_finite(values)
+    if bad:
+        raise BadClip(f"{what}: {bad} non-finite value(s)")
     return values

@@ -39,13 +39,17 @@ def shard_written(store: Path, array: zarr.Array, row: int) -> bool:
     return (store / array.path / key).exists()
 
 
+def non_finite(values: np.ndarray) -> int:
+    """How many of ``values`` are NaN or infinite."""
+    if values.dtype == np.float16:  # NaN and inf are the values with every exponent bit set: integer ops
+        return int(np.count_nonzero((values.view(np.uint16) & 0x7C00) == 0x7C00))
+    return int(np.count_nonzero(~np.isfinite(values)))
+
+
 def require_finite(values: np.ndarray, what: str) -> np.ndarray:
     """``values``, or a :class:`StoreError` naming ``what`` when any is NaN or infinite."""
-    if values.dtype == np.float16:  # NaN and inf are the values with every exponent bit set: integer ops
-        bad = (values.view(np.uint16) & 0x7C00) == 0x7C00
-    else:
-        bad = ~np.isfinite(values)
-    if bad.any():
-        raise StoreError(f"{what}: {int(bad.sum())} non-finite value(s) read; the store is damaged: remove it and "
+    bad = non_finite(values)
+    if bad:
+        raise StoreError(f"{what}: {bad} non-finite value(s) read; the store is damaged: remove it and "
                          "rerun the job that writes it")
     return values

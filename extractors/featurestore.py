@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -137,19 +138,35 @@ class FeatureStoreWriter:
         return self.store.finish({**attributes, "layers": list(self.layers)}, keep_snapshot=keep_snapshot)
 
 
-def _check_shard_layout(path: Path, shard: zarr.Group) -> None:
-    """One shard's arrays against the documented layout (docs/stores.md), with one line naming the array."""
+@dataclass(frozen=True)
+class _Shard:
+    """One shard's index arrays and opened layer arrays, read once when the store is opened."""
+
+    clip_index: np.ndarray
+    frame_index: np.ndarray
+    frame_count: np.ndarray | None  # None in a store written before frame counts: every clip full length
+    layers: dict[int, zarr.Array]  # absent when every clip of the shard was skipped
+
+
+def _read_shard(path: Path, shard: zarr.Group) -> _Shard:
+    """One shard checked against the documented layout (docs/stores.md), one line naming the array, and
+    its index arrays read."""
+    present = set(shard.array_keys())
     for name in ("clip_index", "frame_index"):
-        if name not in shard.array_keys():
+        if name not in present:
             raise StoreError(f"{path} is not a feature store: it lacks array {name!r} (docs/stores.md)")
     clips, frames = shard["clip_index"].shape[0], shard["frame_index"].shape[0]
     check_array(path, "clip_index", shard["clip_index"], "int64", (clips,))
     check_array(path, "frame_index", shard["frame_index"], "int64", (frames,))
-    if FRAME_COUNT in shard.array_keys():
+    frame_count = None
+    if FRAME_COUNT in present:
         check_array(path, FRAME_COUNT, shard[FRAME_COUNT], "int64", (clips,))
-    for layer in shard.attrs.get("layers", []):
-        if layer_key(layer) in shard.array_keys():
-            check_array(path, layer_key(layer), shard[layer_key(layer)], "float16", (clips, frames, None, None, None))
+        frame_count = shard[FRAME_COUNT][:]
+    layers = {layer: shard[layer_key(layer)] for layer in shard.attrs.get("layers", [])
+              if layer_key(layer) in present}
+    for layer, array in layers.items():
+        check_array(path, layer_key(layer), array, "float16", (clips, frames, None, None, None))
+    return _Shard(shard["clip_index"][:], shard["frame_index"][:], frame_count, layers)
 
 
 class FeatureStore:
@@ -160,13 +177,11 @@ class FeatureStore:
             raise StoreError("no feature-store shards given")
         self.paths = [Path(p) for p in shard_paths]
         self.shards = [open_complete(p, what="feature store", rerun="extraction job") for p in self.paths]
-        self._opened: dict[tuple[int, int], zarr.Array] = {}
+        self._index = [_read_shard(path, shard) for path, shard in zip(self.paths, self.shards, strict=True)]
         self._written: set[tuple[int, int, int]] = set()
         self._check_consistent()
 
     def _check_consistent(self) -> None:
-        for path, shard in zip(self.paths, self.shards, strict=True):
-            _check_shard_layout(path, shard)
         first = self.shards[0]
         for path, shard in zip(self.paths[1:], self.shards[1:], strict=True):
             for key in ("model", "timestep", "layers"):
@@ -174,11 +189,10 @@ class FeatureStore:
                     raise StoreError(f"{path}: attribute {key}={shard.attrs.get(key)!r} differs from "
                                      f"{self.paths[0]}'s {first.attrs.get(key)!r}")
         longest = self.frame_index
-        for path, shard in zip(self.paths, self.shards, strict=True):
-            own = shard["frame_index"][:]
-            if not np.array_equal(own, longest[:len(own)]):
-                raise StoreError(f"{path}: frame_index {own.tolist()} is not a prefix of the longest shard's "
-                                 f"{longest.tolist()}")
+        for path, index in zip(self.paths, self._index, strict=True):
+            if not np.array_equal(index.frame_index, longest[:len(index.frame_index)]):
+                raise StoreError(f"{path}: frame_index {index.frame_index.tolist()} is not a prefix of the longest "
+                                 f"shard's {longest.tolist()}")
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -191,14 +205,13 @@ class FeatureStore:
     @cached_property
     def frame_index(self) -> np.ndarray:
         """The clip frame of each feature frame of a full-length clip (shorter clips have a prefix)."""
-        return max((shard["frame_index"][:] for shard in self.shards), key=len)
+        return max((index.frame_index for index in self._index), key=len)
 
     @cached_property
     def frame_counts(self) -> np.ndarray:
         """Feature frames of each row (clip_index order); a store without ``frame_count`` is full length."""
-        return np.concatenate([shard[FRAME_COUNT][:] if FRAME_COUNT in shard.array_keys()
-                               else np.full(shard["clip_index"].shape[0], len(self.frame_index))
-                               for shard in self.shards])
+        return np.concatenate([index.frame_count if index.frame_count is not None
+                               else np.full(len(index.clip_index), len(self.frame_index)) for index in self._index])
 
     def frame_count(self, clip: int) -> int:
         """Feature frames of clip-store clip ``clip``: a prefix of :attr:`frame_index`."""
@@ -206,7 +219,7 @@ class FeatureStore:
 
     @cached_property
     def clip_index(self) -> np.ndarray:
-        return np.concatenate([shard["clip_index"][:] for shard in self.shards])
+        return np.concatenate([index.clip_index for index in self._index])
 
     @cached_property
     def _row_of(self) -> dict[int, int]:
@@ -250,16 +263,13 @@ class FeatureStore:
         return shard, int(row - self._row_offsets[shard])
 
     def _array(self, shard: int, layer: int) -> zarr.Array:
-        """Shard ``shard``'s layer array, opened once (opening reads its metadata; complete stores never change)."""
-        key = (shard, layer)
-        if key not in self._opened:
-            self._opened[key] = self.shards[shard][layer_key(layer)]
-        return self._opened[key]
+        """Shard ``shard``'s layer array, opened once at open (complete stores never change)."""
+        return self._index[shard].layers[layer]
 
     @cached_property
     def _row_offsets(self) -> np.ndarray:
         """First row of each shard in :meth:`layer`'s clip order."""
-        return np.cumsum([0] + [shard["clip_index"].shape[0] for shard in self.shards])
+        return np.cumsum([0] + [len(index.clip_index) for index in self._index])
 
     def _check_layer(self, layer: int) -> None:
         if layer not in self.layers:
@@ -269,14 +279,13 @@ class FeatureStore:
         """Lazy (clips, T', h, w, C) float16 array over all shards, chunked one feature frame per chunk:
         the out-of-core view for Dask and xarray users (probes use :meth:`read`)."""
         self._check_layer(layer)
-        key = layer_key(layer)
-        full = next((shard[key] for shard in self.shards if key in shard.array_keys()), None)
+        full = next((index.layers[layer] for index in self._index if layer in index.layers), None)
         if full is None:
             raise StoreError(f"feature store {self.paths[0].parent}: every clip was skipped; no features")
-        return da.concatenate([da.from_zarr(shard[key]) if key in shard.array_keys()
-                               else da.zeros((shard["clip_index"].shape[0], *full.shape[1:]), dtype=full.dtype,
+        return da.concatenate([da.from_zarr(index.layers[layer]) if layer in index.layers
+                               else da.zeros((len(index.clip_index), *full.shape[1:]), dtype=full.dtype,
                                              chunks=full.chunks)
-                               for shard in self.shards], axis=0)
+                               for index in self._index], axis=0)
 
 
 def open_feature_store(shard_paths: Sequence[str | os.PathLike]) -> FeatureStore:
