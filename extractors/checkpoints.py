@@ -6,14 +6,19 @@ downloads. Configs are read as JSON, so planning a workflow never imports torch.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 from extractors.base import OptionError
 
 T = TypeVar("T")
+
+# Checkpoints a job has yet to write, by location: their JSON files (see expect_checkpoint).
+_EXPECTED: dict[str, dict[str, dict[str, Any]]] = {}
 
 
 class CheckpointError(ValueError):
@@ -24,12 +29,15 @@ class CheckpointFiles:
     """Files of one checkpoint, from its directory or from the local Hugging Face cache."""
 
     def __init__(self, location: str) -> None:
+        check_location(location)
         self.location = location
         self.path = Path(location)
+        self.expected = None if self.path.exists() else _EXPECTED.get(_key(location))
 
     def resolve(self, relative: str) -> Path:
         if self.path.exists():
             return self.path / relative
+        self.require_written()
         from huggingface_hub import hf_hub_download  # a hub id: only what is already cached locally
 
         try:
@@ -39,6 +47,10 @@ class CheckpointFiles:
                                   f"the local Hugging Face cache ({type(err).__name__})") from None
 
     def read_json(self, relative: str) -> dict[str, Any]:
+        if self.expected is not None:
+            if relative not in self.expected:
+                raise CheckpointError(f"checkpoint {self.location!r} lacks {relative}")
+            return copy.deepcopy(self.expected[relative])
         path = self.resolve(relative)
         if not path.exists():
             raise CheckpointError(f"checkpoint {self.location!r} lacks {relative}")
@@ -46,6 +58,12 @@ class CheckpointFiles:
             return json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise CheckpointError(f"checkpoint {self.location!r}: {relative} is not valid JSON ({err})") from None
+
+    def require_written(self) -> None:
+        """Weights can only be loaded from a checkpoint that exists, not from one a job has yet to write."""
+        if self.expected is not None and not self.path.exists():
+            raise CheckpointError(f"checkpoint {self.location!r} is not written yet (a workflow job writes it; "
+                                  f"only its configs are known)")
 
     def optional_json(self, relative: str) -> dict[str, Any] | None:
         """A JSON file the checkpoint may lack (e.g. preprocessor_config.json)."""
@@ -55,17 +73,23 @@ class CheckpointFiles:
             return None
 
 
-def planned_tiny_model(location: str) -> str | None:
-    """The tiny demo model that ``location`` names when the workflow has yet to build it, else None (a
-    directory that exists, or a hub id); a local path that does not exist is an error."""
-    from extractors.tiny_models import tiny_model_name
+def _key(location: str) -> str:
+    return os.path.normpath(location)
 
-    if Path(location).exists():
-        return None
-    tiny = tiny_model_name(location)
-    if tiny is None and ("/" not in location or location.startswith((".", "/"))):
+
+def expect_checkpoint(location: str, files: Mapping[str, dict[str, Any]]) -> None:
+    """Declare that a job will write a checkpoint at ``location``, with these JSON files (relative path ->
+    content), so that a workflow can be planned (layers counted, options checked) before the checkpoint
+    exists. Loading weights from it before it is written is an error naming it."""
+    _EXPECTED[_key(location)] = {relative: copy.deepcopy(content) for relative, content in files.items()}
+
+
+def check_location(location: str) -> None:
+    """A local path (``/``, ``.`` or a bare name) must exist or be expected; anything else is a hub id."""
+    if Path(location).exists() or _key(location) in _EXPECTED:
+        return
+    if "/" not in location or location.startswith((".", "/")):
         raise CheckpointError(f"checkpoint {location!r} does not exist")
-    return tiny
 
 
 def choose_device(option: str, model: str) -> tuple[Any, Any]:

@@ -23,8 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import ClipFeatures, Extractor, OptionError
-from extractors.checkpoints import (CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint,
-                                    planned_tiny_model)
+from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint
 from extractors.hooks import StopForward, capture_blocks, run_until_deepest
 
 __all__ = ["CheckpointError", "StopForward", "capture_blocks", "run_until_deepest", "Checkpoint",
@@ -65,37 +64,14 @@ class Checkpoint(CheckpointFiles):
         import importlib
 
         self.require((component,))
+        self.require_written()
         library, class_name = self.components[component]
         cls = getattr(importlib.import_module(library), class_name)
         return cls.from_pretrained(self.location, subfolder=component, **kwargs)
 
 
-class PlannedCheckpoint:
-    """A tiny demo checkpoint that a workflow rule has yet to build: configs come from the registry."""
-
-    def __init__(self, location: str, name: str) -> None:
-        self.location, self.name = location, name
-
-    def require(self, names: tuple[str, ...]) -> None:
-        from extractors.tiny_models import TINY_MODELS
-
-        missing = [n for n in names if n not in TINY_MODELS[self.name] and n != "tokenizer"]
-        if missing:
-            raise CheckpointError(f"tiny model {self.name!r} has no component(s) {missing}")
-
-    def config(self, component: str) -> dict[str, Any]:
-        from extractors.tiny_models import tiny_config
-
-        return tiny_config(self.name, component)
-
-    def load(self, component: str, **kwargs: Any) -> Any:
-        raise CheckpointError(f"tiny model {self.location!r} is not built yet; run the workflow's tiny_model rule")
-
-
-def open_checkpoint(location: str) -> Checkpoint | PlannedCheckpoint:
-    """The checkpoint at ``location``; a not-yet-built tiny demo model is planned, not an error."""
-    tiny = planned_tiny_model(location)
-    return Checkpoint(location) if tiny is None else PlannedCheckpoint(location, tiny)
+def open_checkpoint(location: str) -> Checkpoint:
+    return Checkpoint(location)
 
 
 @dataclass(frozen=True)

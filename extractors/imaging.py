@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
 
 RESCALE_FACTOR = 1 / 255
 
@@ -30,5 +29,7 @@ def normalise_uint8(frames: np.ndarray, mean: Sequence[float], std: Sequence[flo
 def resize_uint8(frames: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
     """(N, H, W, 3) uint8 resized with PIL to ``size`` = (height, width), as the PIL image processors do."""
     height, width = size
+    from PIL import Image  # imported where used: planning a workflow imports the extractors
+
     return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize(
         (width, height), resample=resample, reducing_gap=None)) for frame in frames])

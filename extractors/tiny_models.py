@@ -64,16 +64,30 @@ def built_by_workflow(location: str) -> bool:
     return Path(location).parent == TINY_ROOT and tiny_model_name(location) is not None
 
 
-def tiny_config(name: str, component: str) -> dict[str, Any]:
-    """A tiny model's component config, as its config.json will read (``_class_name`` included)."""
-    class_name, config = TINY_MODELS[name][component]
-    return {"_class_name": class_name, **config}
-
-
 def tiny_transformers_config(name: str) -> dict[str, Any]:
     """A tiny transformers model's config, with the keys its config.json will have that extractors read."""
     class_name, config = TINY_MODELS[name]["transformers"]
     return {"architectures": [class_name], **config}
+
+
+def expected_files(name: str) -> dict[str, dict[str, Any]]:
+    """The JSON files of tiny model ``name`` that extractors read, as :func:`build_tiny_model` will write them
+    (for :func:`extractors.checkpoints.expect_checkpoint`: plan a workflow before its tiny models exist)."""
+    spec = TINY_MODELS[name]
+    if "transformers" in spec:
+        return {"config.json": tiny_transformers_config(name)}
+    components = [c for c in spec if c != "pipeline"]
+    index = {"_class_name": spec["pipeline"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+             **{c: [_library(c), spec[c][0]] for c in components}}
+    files = {"model_index.json": index}
+    for component in components:
+        if component == "image_processor":
+            continue  # preprocessor_config.json, which extractors never read from a pipeline
+        config_file = "scheduler_config.json" if component == "scheduler" else "config.json"
+        class_name, config = spec[component]
+        named = {"architectures": [class_name]} if _library(component) == "transformers" else {"_class_name": class_name}
+        files[f"{component}/{config_file}"] = {**named, **config}
+    return files
 
 
 # Special tokens of the tiny VLM tokenizer, at the ids the tiny configs name (ChatML, Qwen and InternVL).
@@ -121,6 +135,10 @@ def _tokenizer() -> Any:
 TRANSFORMERS_COMPONENTS = ("text_encoder", "image_encoder", "image_processor")
 
 
+def _library(component: str) -> str:
+    return "transformers" if component in TRANSFORMERS_COMPONENTS else "diffusers"
+
+
 def _component(library: str, class_name: str, config: dict[str, Any]) -> Any:
     import importlib
     import re
@@ -152,8 +170,7 @@ def build_tiny_model(name: str, path: str | os.PathLike, seed: int = 0) -> Path:
         if component == "pipeline":
             continue
         class_name, config = value
-        library = "transformers" if component in TRANSFORMERS_COMPONENTS else "diffusers"
-        parts[component] = _component(library, class_name, config)
+        parts[component] = _component(_library(component), class_name, config)
     pipeline = getattr(importlib.import_module("diffusers"), spec["pipeline"])(**parts)
     pipeline.save_pretrained(partial)
     partial.rename(path)

@@ -24,8 +24,7 @@ import numpy as np
 
 from clipstore.frames import query_frames
 from extractors.base import ClipFeatures, Extractor, OptionError
-from extractors.checkpoints import (CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint,
-                                    planned_tiny_model)
+from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_device, open_model_checkpoint
 from extractors.hooks import capture_hidden_states, run_until_deepest
 
 log = logging.getLogger(__name__)
@@ -45,6 +44,7 @@ class TransformersCheckpoint(CheckpointFiles):
 
     def load(self, class_name: str, **kwargs: Any) -> Any:
         """The whole model, through the transformers class ``class_name``."""
+        self.require_written()
         model, info = transformers_class(class_name).from_pretrained(self.location, output_loading_info=True,
                                                                      **kwargs)
         self._refuse_missing(class_name, info)
@@ -67,31 +67,12 @@ class TransformersCheckpoint(CheckpointFiles):
     def tokenizer(self, **kwargs: Any) -> Any:
         from transformers import AutoTokenizer
 
+        self.require_written()
         return AutoTokenizer.from_pretrained(self.location, **kwargs)
 
 
-class PlannedTransformersCheckpoint:
-    """A tiny demo model that a workflow rule has yet to build: its config comes from the registry."""
-
-    def __init__(self, location: str, name: str) -> None:
-        from extractors.tiny_models import tiny_transformers_config
-
-        self.location = location
-        self.config = tiny_transformers_config(name)
-
-    def preprocessor_config(self) -> None:
-        return None
-
-    def load(self, *args: Any, **kwargs: Any) -> Any:
-        raise CheckpointError(f"tiny model {self.location!r} is not built yet; run the workflow's tiny_model rule")
-
-    load_part = tokenizer = load
-
-
-def open_transformers_checkpoint(location: str) -> TransformersCheckpoint | PlannedTransformersCheckpoint:
-    """The checkpoint at ``location``; a not-yet-built tiny demo model is planned, not an error."""
-    tiny = planned_tiny_model(location)
-    return TransformersCheckpoint(location) if tiny is None else PlannedTransformersCheckpoint(location, tiny)
+def open_transformers_checkpoint(location: str) -> TransformersCheckpoint:
+    return TransformersCheckpoint(location)
 
 
 def transformers_class(class_name: str) -> Any:

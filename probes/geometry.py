@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.linear_model import Ridge, RidgeCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from clipstore import ClipStore
 from clipstore.grid import resample
@@ -195,6 +192,10 @@ def fit_linear(reader: SampleReader, train: Sequence[Sample], val: Sequence[Samp
                seed: int) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray], dict[str, Any]]:
     """(validation predictions, weights, info) of the per-token and per-view ridge regressions."""
     x, y, x_pose, y_pose = _training_data(reader, train, settings, seed)
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     tokens = make_pipeline(StandardScaler(), RidgeCV(alphas=settings["alphas"])).fit(x, y)
     pose = make_pipeline(StandardScaler(), Ridge(alpha=settings["pose_alpha"])).fit(x_pose, y_pose)
     predictions = []

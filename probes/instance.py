@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.cluster import HDBSCAN
-from sklearn.decomposition import PCA
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from clipstore import ClipStore
 from clipstore.grid import resample
@@ -70,6 +67,9 @@ def cluster(embedding: np.ndarray, options: dict[str, Any]) -> np.ndarray:
     if len(tokens) < options["min_cluster_size"]:
         return np.full(embedding.shape[:3], -1)
     dims = min(options["pca_dims"], tokens.shape[1], len(tokens))
+    from sklearn.cluster import HDBSCAN
+    from sklearn.decomposition import PCA
+
     reduced = PCA(n_components=dims, svd_solver="full").fit_transform(tokens)
     labels = HDBSCAN(min_cluster_size=options["min_cluster_size"], min_samples=options["min_samples"],
                      copy=True).fit_predict(reduced)
@@ -162,6 +162,8 @@ def fit_linear(reader: SampleReader, train: Sequence[Sample], val: Sequence[Samp
     else:
         dims = min(settings["embed_dim"], classes - 1, x.shape[1])
         # shrinking the within-instance covariance keeps near-constant channels from dominating the projection
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
         lda = LinearDiscriminantAnalysis(n_components=dims, solver="eigen", shrinkage=settings["shrinkage"])
         projection = lda.fit(x, y).scalings_[:, :dims].astype(np.float32)
     embeddings = []

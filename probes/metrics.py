@@ -74,7 +74,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 from scipy.spatial.transform import Rotation
-from sklearn.metrics import average_precision_score
 
 __all__ = [
     "depth_metrics",
@@ -208,6 +207,8 @@ def tagging_metrics(
             scores, labels outside {0, 1}, a ``train_pos_rate`` whose shape is
             not (C,), or when no class has a positive.
     """
+    from sklearn.metrics import average_precision_score
+
     yt, ys, rate = _validate_tagging(y_true, y_score, train_pos_rate)
     n_classes = yt.shape[1]
     has_pos = yt.sum(axis=0) > 0

@@ -14,9 +14,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from clipstore import ClipStore
 from probes.bootstrap import weighted_tagging_metrics
@@ -106,6 +103,10 @@ def fit_linear(reader: SampleReader, train: Sequence[Sample], val: Sequence[Samp
             scores[:, c] = y_train[:, c].mean()  # one label only in training: predict the training rate
             constant.append(c)
             continue
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         model = make_pipeline(StandardScaler(), LogisticRegression(C=settings["C"], max_iter=settings["max_iter"]))
         model.fit(x_train, y_train[:, c])
         scores[:, c] = model.predict_proba(x_val)[:, 1]

@@ -119,9 +119,16 @@ def test_rotary_only_where_the_config_says(loaded):
     assert "image_rotary_emb" not in inputs
 
 
-def test_planned_checkpoint_counts_layers_without_weights(tiny, tmp_path):
-    extractor = CogVideoXT2VExtractor("planned", T2V_OPTIONS, checkpoint=str(tmp_path / "tiny-cogvideox-rope"))
+def test_expected_checkpoint_counts_layers_without_weights(tiny, tmp_path):
+    from extractors.checkpoints import CheckpointError, expect_checkpoint
+    from extractors.tiny_models import expected_files
+
+    location = str(tmp_path / "later" / "tiny-cogvideox-rope")
+    expect_checkpoint(location, expected_files("tiny-cogvideox-rope"))
+    extractor = CogVideoXT2VExtractor("planned", T2V_OPTIONS, checkpoint=location)
     assert extractor.num_layers() == 3
+    with pytest.raises(CheckpointError, match="not written yet"):
+        extractor.checkpoint.load("transformer")
 
 
 # --- the recipe ----------------------------------------------------------------------------------------

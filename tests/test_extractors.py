@@ -89,3 +89,25 @@ def test_random_patch_stops_after_deepest_layer() -> None:
     extractor._weights[2:] = [None, None]  # any use of a block after the deepest requested one would fail
     features = extractor.extract(_frames(), (0, 1), None)
     assert sorted(features.layers) == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["tiny-wan-i2v", "tiny-qwen2.5-vl", "tiny-siglip"])
+def test_expected_files_are_what_the_builder_writes(name, tmp_path):
+    """A workflow plans with a tiny model's expected JSON files before its rule builds it: every key they
+    hold must read the same from the written checkpoint."""
+    import json
+
+    from extractors.tiny_models import build_tiny_model, expected_files
+
+    def held(expected, written):  # the part of ``written`` that ``expected`` names, recursively
+        if not isinstance(expected, dict):
+            return written
+        return {key: held(value, (written or {}).get(key)) for key, value in expected.items()}
+
+    path = build_tiny_model(name, tmp_path / name)
+    for relative, expected in expected_files(name).items():
+        written = json.loads((path / relative).read_text())
+        if relative == "model_index.json":  # tokenizer and processor class names follow transformers' version
+            assert {k for k, v in written.items() if isinstance(v, list) and v[0]} == set(expected) - {"_class_name"}
+            expected = {k: v for k, v in expected.items() if k not in ("tokenizer", "image_processor")}
+        assert held(expected, written) == expected, relative

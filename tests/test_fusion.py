@@ -13,7 +13,7 @@ from extractors.base import ClipFeatures
 from extractors.featurestore import FeatureStoreWriter, open_feature_store
 from extractors.ids import SourceId
 from probes.fusion import Fusion, FusedSource, FusionError, fuse_views, write_fused_store
-from probes.plan import PlanError, WorkflowPlan, validate_config
+from workflow.planning import PlanError, WorkflowPlan, validate_config
 from probes.sampler import SamplerError
 from probes.sources import FeatureSource, open_source, spec_stores
 from tests.conftest import REPO

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from extractors.registry import FAMILIES, PRESETS, ModelConfigError, apply_preset
-from probes.plan import validate_config
+from workflow.planning import validate_config
 from tests.conftest import REPO
 
 

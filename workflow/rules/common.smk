@@ -11,8 +11,8 @@ sys.path.insert(0, workflow.basedir)
 
 from clipstore import StoreError
 from extractors.ids import SOURCE as SOURCE_WILDCARD
-from extractors.tiny_models import TINY_MODELS, TINY_ROOT
-from probes.plan import DATA, FEATURES, PROBE, WorkflowPlan, canonical, rule_token, validate_config
+from workflow.planning.tiny import TINY_MODELS, TINY_ROOT
+from workflow.planning import DATA, FEATURES, PROBE, WorkflowPlan, canonical, rule_token, validate_config
 from probes.sources import spec_stores
 
 try:

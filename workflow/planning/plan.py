@@ -8,90 +8,22 @@ culprit.
 
 from __future__ import annotations
 
-import copy
-import json
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-import yaml
-
-from clipstore import CLIP_ARRAYS, ClipStore, StoreError, open_clip_store
-from clipstore.ingest import StoreOptions
-from clipstore.kinds import SYNTHETIC_OPTIONS, check_keys, open_reader, reader_arrays, store_options
 from extractors.ids import SourceId
 from extractors.job import num_shards, shard_clips
 from extractors.registry import ModelConfig, resolve_model
-from extractors.tiny_models import built_by_workflow
 from probes.fusion import Fusion, FusionError, common_frames
 from probes.sampler import FrameProtocol, SamplerError
 from probes.sources import spec_stores
 from probes.taskspec import TaskSpec
 from probes.tasks import resolve_task
 from probes.uncertainty import BootstrapSettings
-
-DATA = "results/data/{dataset}.zarr"
-FEATURES = "results/features/{dataset}/{model}/{timestep}/shard-{shard}.zarr"
-PROBE = "results/probes/{dataset}/{task}/{source}/{probe}"
-
-
-class PlanError(ValueError):
-    """The config describes a workflow that cannot run."""
-
-
-def canonical(value: Any) -> Any:
-    """``value`` with every mapping's keys sorted (recursively): job parameters that do not depend on the
-    order a config was written in, so reordering keys re-runs nothing."""
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
-def rule_token(name: str) -> str:
-    """A model name as it appears in a rule name (``extract_<token>``)."""
-    return re.sub(r"\W", "_", name)
-
-
-def _with_defaults(validator_class: type) -> type:
-    """A validator that also fills in the schema's ``default`` values, as Snakemake's validate does."""
-    check_properties = validator_class.VALIDATORS["properties"]
-
-    def properties(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for key, subschema in properties.items():
-                if "default" in subschema:
-                    instance.setdefault(key, copy.deepcopy(subschema["default"]))
-        yield from check_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": properties})
-
-
-def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
-    """Check ``config`` against the schema (filling defaults); raise one line naming the bad key."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "top level"
-        raise PlanError(f"{where}: {error.message}")
-
-
-@dataclass(frozen=True)
-class DatasetPlan:
-    name: str
-    kind: str  # clipstore.kinds.KINDS: "clipstore" is used in place, every other kind is written by the dataset rule
-    store: str
-    num_clips: int
-    arrays: tuple[str, ...]
-    entry: Mapping[str, Any]  # the config entry (the dataset job's parameters)
-    lengths: Mapping[str, int] | None = None  # clip id -> frames, when known before the dataset job runs
-    ground_truth_frames: tuple[int, ...] | None = None  # when ground truth is kept at some frames only
-
-    @property
-    def num_frames(self) -> int | None:
-        """The longest clip's frames, when known."""
-        return max(self.lengths.values(), default=0) if self.lengths else None
+from workflow.planning.config import FEATURES, PROBE, PlanError, rule_token
+from workflow.planning.datasets import DatasetPlan, plan_dataset
+from workflow.planning.tiny import expect_tiny_models, workflow_checkpoint
 
 
 @dataclass(frozen=True)
@@ -118,68 +50,6 @@ def _split_models(name: str, entry: Mapping[str, Any], known: Mapping[str, Any])
     return settings, models
 
 
-def _plan_dataset(name: str, entry: Mapping[str, Any], seed: int) -> DatasetPlan:
-    check_keys(name, entry)
-    kind = entry["kind"]
-    if kind == "synthetic":
-        from clipstore.synthetic import SyntheticSpec, clip_ids  # validates sizes with messages naming the field
-
-        arguments = {key: entry[key] for key in SYNTHETIC_OPTIONS if key in entry}
-        spec = SyntheticSpec(**{**arguments, "seed": entry.get("seed", seed)})
-        options = store_options(entry)
-        frames = options.length(spec.frames)
-        truth = options.ground_truth_frames(frames)
-        return DatasetPlan(name, kind, DATA.format(dataset=name), spec.clips, reader_arrays(kind),
-                           {**entry, "seed": spec.seed}, dict.fromkeys(clip_ids(spec), frames),
-                           None if truth is None else tuple(truth))
-    root = Path(entry["root"])
-    if not root.exists():
-        raise PlanError(f"dataset {name!r}: root {str(root)!r} does not exist")
-    if kind == "clipstore":
-        return _existing_store(name, kind, str(root), entry)
-    try:
-        options = store_options(entry)
-        reader = open_reader(entry)
-        clips = len(reader.entries())
-    except StoreError as err:
-        raise PlanError(f"dataset {name!r}: {err}") from None
-    path = DATA.format(dataset=name)
-    written = _written_store(path, reader.options(), options)
-    if written is not None:  # an earlier run's store with these settings: its clip lengths are known
-        return _store_plan(name, kind, written, entry)
-    truth = options.ground_truth_frames(options.context_frames)
-    return DatasetPlan(name, kind, path, clips, reader_arrays(kind), dict(entry),
-                       ground_truth_frames=None if truth is None else tuple(truth))
-
-
-def _written_store(path: str, reader_options: dict[str, Any], options: StoreOptions) -> ClipStore | None:
-    """The complete store an earlier dataset job wrote with these settings, if any."""
-    try:
-        store = open_clip_store(path)
-    except StoreError:
-        return None
-    same = (store.attrs.get("reader_options") == reader_options
-            and store.attrs.get("store_options") == asdict(options))
-    return store if same else None
-
-
-def _existing_store(name: str, kind: str, path: str, entry: Mapping[str, Any]) -> DatasetPlan:
-    try:
-        store = open_clip_store(path)
-    except StoreError as err:
-        raise PlanError(f"dataset {name!r}: {err}") from None
-    return _store_plan(name, kind, store, entry)
-
-
-def _store_plan(name: str, kind: str, store: ClipStore, entry: Mapping[str, Any]) -> DatasetPlan:
-    """A dataset whose clip store exists: its arrays, clip lengths and ground-truth frames are known."""
-    truth = store.attrs.get("ground_truth_frames")
-    arrays = tuple(a for a in sorted(store.group.array_keys()) if a in CLIP_ARRAYS)
-    lengths = dict(zip(store.clip_ids, (int(n) for n in store.frame_counts), strict=True))
-    return DatasetPlan(name, kind, str(store.path), len(store), arrays, dict(entry),
-                       {c: n for c, n in lengths.items() if n > 0}, None if truth is None else tuple(truth))
-
-
 def _check_rule_tokens(models: Iterable[str]) -> None:
     """Two model names that become one rule name (``pix-1``, ``pix_1``) are refused, naming both."""
     seen: dict[str, str] = {}
@@ -204,7 +74,8 @@ class WorkflowPlan:
         self.extraction_threads = int(config.get("extraction", {}).get("threads", 1))
         self.bootstrap = BootstrapSettings.from_config(config.get("bootstrap"), self.seed)
         self._extractors: dict[str, Any] = {}
-        self.datasets = {n: _plan_dataset(n, e, self.seed) for n, e in config["datasets"].items()}
+        self.datasets = {n: plan_dataset(n, e, self.seed) for n, e in config["datasets"].items()}
+        expect_tiny_models(config["models"].values())
         self.models = {n: resolve_model(n, e, seed=self.seed) for n, e in config["models"].items()}
         _check_rule_tokens(self.models)
         self.fusions = {n: self._plan_fusion(n, e) for n, e in (config.get("fusions") or {}).items()}
@@ -338,9 +209,7 @@ class WorkflowPlan:
         """The model's checkpoint as a job input when it is a local directory (or a tiny demo model that
         the tiny_model rule builds); hub ids are not files and are left to the extractor."""
         checkpoint = self.models[model].checkpoint
-        if checkpoint is None:
-            return []
-        return [checkpoint] if Path(checkpoint).exists() or built_by_workflow(checkpoint) else []
+        return [checkpoint] if checkpoint is not None and workflow_checkpoint(checkpoint) else []
 
     # --- sources --------------------------------------------------------------------------------------
     def sources(self, names: Iterable[str] | None = None) -> list[SourceId]:
