@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -71,6 +72,22 @@ def scheduled_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M):
         key = "extract" if rule.startswith("extract_") else rule
         jobs[key] = jobs.get(key, 0) + int(count)
+    return jobs
+
+
+def dry_run_jobs(result: subprocess.CompletedProcess) -> list[dict[str, Any]]:
+    """Every job of a dry run (``snakemake -n``): its rule, wildcards, threads and resources as printed."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = []
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", result.stdout + result.stderr):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+        if rule is None or rule.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
+        job = {"rule": rule.group(1), "threads": int(fields.get("threads", 1)),
+               "wildcards": dict(item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if item),
+               "resources": dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if item)}
+        jobs.append(job)
     return jobs
 
 

@@ -23,6 +23,7 @@ from probes.tasks import resolve_task
 from probes.uncertainty import BootstrapSettings
 from workflow.planning.config import FEATURES, PROBE, PlanError, rule_token
 from workflow.planning.datasets import DatasetPlan, plan_dataset
+from workflow.planning.resources import Resources, resource_keys
 from workflow.planning.tiny import expect_tiny_models, workflow_checkpoint
 
 
@@ -61,6 +62,18 @@ def _check_rule_tokens(models: Iterable[str]) -> None:
         seen[token] = name
 
 
+def _with_compression(entry: Mapping[str, Any], default: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A model entry with the config's default codec where it names none of its own."""
+    if "compression" in entry or default is None:
+        return dict(entry)
+    return {**entry, "compression": dict(default)}
+
+
+def _without_resources(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A model entry as its family reads it: resources are the scheduler's, never an extraction parameter."""
+    return {key: value for key, value in entry.items() if key != "resources"}
+
+
 def _model_sources(model: ModelConfig) -> list[SourceId]:
     return [SourceId(model.name, token, layer) for token in model.timestep_tokens for layer in model.layers]
 
@@ -70,13 +83,17 @@ class WorkflowPlan:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.seed = int(config.get("seed", 0))
-        self.clips_per_shard = int(config.get("extraction", {}).get("clips_per_shard", 16))
-        self.extraction_threads = int(config.get("extraction", {}).get("threads", 1))
+        extraction = config.get("extraction") or {}
+        self.clips_per_shard = int(extraction.get("clips_per_shard", 16))
+        self.resources = Resources(config.get("resources"))
         self.bootstrap = BootstrapSettings.from_config(config.get("bootstrap"), self.seed)
         self._extractors: dict[str, Any] = {}
         self.datasets = {n: plan_dataset(n, e, self.seed) for n, e in config["datasets"].items()}
         expect_tiny_models(config["models"].values())
-        self.models = {n: resolve_model(n, e, seed=self.seed) for n, e in config["models"].items()}
+        self.model_entries = {n: _with_compression(e, extraction.get("compression"))
+                              for n, e in config["models"].items()}
+        self.models = {n: resolve_model(n, _without_resources(e), seed=self.seed)
+                       for n, e in self.model_entries.items()}
         _check_rule_tokens(self.models)
         self.fusions = {n: self._plan_fusion(n, e) for n, e in (config.get("fusions") or {}).items()}
         self._check_fusion_frames()
@@ -151,6 +168,21 @@ class WorkflowPlan:
         if model not in self._extractors:
             self._extractors[model] = self.models[model].build(self.seed)
         return self._extractors[model]
+
+    # --- resources ------------------------------------------------------------------------------------
+    def extraction_resources(self, model: str) -> dict[str, Any]:
+        weightless = not type(self.extractor(model)).takes_checkpoint
+        return self.resources.extraction(self.model_entries[model], weightless=weightless)
+
+    def probe_resources(self, task: str, kind: str) -> dict[str, Any]:
+        plan = self.tasks[task]
+        return self.resources.probe(kind, plan.probes[kind], torch_kind=kind in plan.task.nets)
+
+    def dataset_resources(self, dataset: str) -> dict[str, Any]:
+        return self.resources.stage("dataset", threads=self.datasets[dataset].entry.get("threads"))
+
+    def probe_resource_keys(self) -> list[str]:
+        return resource_keys([self.probe_resources(t, k) for t, plan in self.tasks.items() for k in plan.probes])
 
     # --- fusions --------------------------------------------------------------------------------------
     def _plan_fusion(self, name: str, entry: Mapping[str, Any]) -> Fusion:

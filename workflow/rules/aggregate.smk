@@ -14,6 +14,9 @@ rule aggregate:
                            labels={"table": "summary.csv (every metric)"}),
         summary_md=TABLES["summary_md"],
         summary_tex=TABLES["summary_tex"],
+    threads: PLAN.resources.stage("aggregate")["threads"]
+    resources:
+        **rule_resources(PLAN.resources.stage("aggregate")),
     log:
         log_path("aggregate", "tables"),
     benchmark:
@@ -38,6 +41,9 @@ rule plots:
             subcategory="{dataset}",
             labels={"figure": "{name}"},
         ),
+    threads: PLAN.resources.stage("plots")["threads"]
+    resources:
+        **rule_resources(PLAN.resources.stage("plots")),
     log:
         log_path("plots", "plots"),
     benchmark:

@@ -13,6 +13,7 @@ from clipstore import StoreError
 from extractors.ids import SOURCE as SOURCE_WILDCARD
 from workflow.planning.tiny import TINY_MODELS, TINY_ROOT
 from workflow.planning import DATA, FEATURES, PROBE, WorkflowPlan, canonical, rule_token, validate_config
+from workflow.planning.resources import resource_keys
 from probes.sources import spec_stores
 
 try:
@@ -49,6 +50,20 @@ def dataset_inputs(name):
     if entry["kind"] in ("scannet", "dl3dv"):
         return [os.path.join(entry["root"], f"{split}.json") for split in ("train", "val")]
     return [entry["split_file"]] if entry.get("split_file") else []
+
+
+def rule_resources(job):
+    """A job's resources (threads excepted) as a rule's ``resources:`` keywords."""
+    return {key: value for key, value in job.items() if key != "threads"}
+
+
+def per_job_resources(keys, job_of):
+    """``resources:`` keywords for a rule whose jobs differ: each key a function of the job's wildcards
+    (a key a job does not set is left out of that job)."""
+    def resource(key):
+        return lambda wildcards: job_of(wildcards).get(key)
+
+    return {key: resource(key) for key in keys}
 
 
 def log_path(stage, pattern):

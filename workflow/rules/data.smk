@@ -7,7 +7,10 @@ rule dataset:
         lambda wildcards: dataset_inputs(wildcards.dataset),
     params:
         entry=lambda wildcards: dataset_entry(wildcards.dataset),
-    threads: lambda wildcards: int(PLAN.datasets[wildcards.dataset].entry.get("threads", 1))
+    threads: lambda wildcards: PLAN.dataset_resources(wildcards.dataset)["threads"]
+    resources:
+        **per_job_resources(resource_keys([PLAN.dataset_resources(d) for d in PLAN.datasets]),
+                            lambda wildcards: PLAN.dataset_resources(wildcards.dataset)),
     wildcard_constraints:
         dataset=one_of(n for n, d in PLAN.datasets.items() if d.kind != "clipstore"),
     log:

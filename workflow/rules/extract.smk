@@ -28,9 +28,9 @@ for _model in PLAN.models.values():
         wildcard_constraints:
             dataset=one_of(PLAN.datasets),
             shard=r"\d+",
-        threads: PLAN.extraction_threads
+        threads: PLAN.extraction_resources(_model.name)["threads"]
         resources:
-            gpu=0 if _model.paradigm == "baseline" else 1,
+            **rule_resources(PLAN.extraction_resources(_model.name)),
         log:
             log_path("extract", f"{{dataset}}/{_model.name}/shard-{{shard}}"),
         benchmark:

@@ -12,7 +12,9 @@ rule fuse:
         dataset=one_of(PLAN.datasets),
         fusion=one_of(PLAN.materialised_fusions),
         shard=r"\d+",
-    threads: 1
+    threads: PLAN.resources.stage("fuse")["threads"]
+    resources:
+        **rule_resources(PLAN.resources.stage("fuse")),
     log:
         log_path("fuse", "{dataset}/{fusion}/shard-{shard}"),
     benchmark:

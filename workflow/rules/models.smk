@@ -6,6 +6,9 @@ rule tiny_model:
         seed=PLAN.seed,
     wildcard_constraints:
         tiny=one_of(TINY_MODELS),
+    threads: PLAN.resources.stage("tiny_model")["threads"]
+    resources:
+        **rule_resources(PLAN.resources.stage("tiny_model")),
     log:
         log_path("tiny_model", "{tiny}"),
     benchmark:

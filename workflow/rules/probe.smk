@@ -15,7 +15,10 @@ rule probe:
         task=one_of(PLAN.tasks),
         source=SOURCE_WILDCARD,
         probe=r"[^/]+",
-    threads: 1
+    threads: lambda wildcards: PLAN.probe_resources(wildcards.task, wildcards.probe)["threads"]
+    resources:
+        **per_job_resources(PLAN.probe_resource_keys(),
+                            lambda wildcards: PLAN.probe_resources(wildcards.task, wildcards.probe)),
     log:
         log_path("probe", "{dataset}/{task}/{source}/{probe}"),
     benchmark:
