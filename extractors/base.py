@@ -86,6 +86,22 @@ class Extractor(ABC):
         alone determine it (checked against fusions before any job runs); None when only extraction tells."""
         return np.arange(num_frames) if self.frame_per_clip_frame else None
 
+    def feature_grid(self, height: int, width: int) -> tuple[int, int] | None:
+        """(h, w) of the feature grid for frames of ``height`` x ``width`` pixels, from the options and the
+        checkpoint's configs alone; None when only extraction tells (or extraction refuses such frames)."""
+        return None
+
+    def feature_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int] | None:
+        """(T', h, w, C) of the features one clip of ``num_frames`` frames at ``height`` x ``width`` gets per
+        layer (and per timestep), from the options and the checkpoint's configs alone (no weights loaded);
+        None when only extraction can tell."""
+        index = self.expected_frame_index(num_frames)
+        grid = self.feature_grid(height, width)
+        channels = self.channels()
+        if index is None or grid is None or channels is None:
+            return None
+        return len(index), int(grid[0]), int(grid[1]), int(channels)
+
     def load(self) -> None:
         """Load weights (once per job). Baselines have nothing to load."""
 

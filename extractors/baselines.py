@@ -26,7 +26,16 @@ def _grid_size(frames: np.ndarray, patch: int) -> tuple[int, int]:
     return height // patch, width // patch
 
 
-class PixelsExtractor(Extractor):
+class PatchGridBaseline(Extractor):
+    """One feature cell per whole ``patch_size`` patch of the frame (a partial last row or column is
+    resampled in)."""
+
+    def feature_grid(self, height: int, width: int) -> tuple[int, int] | None:
+        patch = self.options["patch_size"]
+        return (height // patch, width // patch) if height >= patch and width >= patch else None
+
+
+class PixelsExtractor(PatchGridBaseline):
     family = "pixels"
     paradigm = "baseline"
     frame_per_clip_frame = True
@@ -38,6 +47,9 @@ class PixelsExtractor(Extractor):
     def num_layers(self) -> int:
         return 1
 
+    def channels(self) -> int:
+        return 3
+
     def extract(self, frames: np.ndarray, layers: tuple[int, ...], timestep: int | None, *,
                 clip: int = 0) -> ClipFeatures:
         grid = _grid_size(frames, self.options["patch_size"])
@@ -45,7 +57,7 @@ class PixelsExtractor(Extractor):
         return ClipFeatures({0: cells}, np.arange(len(frames)))
 
 
-class RandomPatchExtractor(Extractor):
+class RandomPatchExtractor(PatchGridBaseline):
     family = "random-patch"
     paradigm = "baseline"
     frame_per_clip_frame = True
@@ -66,6 +78,9 @@ class RandomPatchExtractor(Extractor):
 
     def num_layers(self) -> int:
         return self.options["depth"]
+
+    def channels(self) -> int:
+        return self.options["channels"]
 
     def patches(self, frames: np.ndarray) -> np.ndarray:
         """(T, gh, gw, 3*p*p) pixel patches; frames whose size is not a multiple of p are resampled."""

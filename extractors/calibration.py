@@ -32,7 +32,20 @@ def _grid(height: int, width: int, patch: int, name: str) -> tuple[int, int]:
     return height // patch, width // patch
 
 
-class OracleExtractor(Extractor):
+class CalibrationSource(Extractor):
+    """One feature cell per ``patch_size`` patch; frames the patch does not divide are refused."""
+
+    def feature_grid(self, height: int, width: int) -> tuple[int, int] | None:
+        try:
+            return _grid(height, width, self.options["patch_size"], self.name)
+        except OptionError:
+            return None
+
+
+class OracleExtractor(CalibrationSource):
+    """Channels: 1 + 3 (geometry) + one per class of the dataset + ``instance_dims`` + 12 (camera); the class
+    count comes from the clip store (``tag_counts``), so :meth:`channels` and :meth:`feature_shape` say None."""
+
     family = "oracle"
     paradigm = "oracle"
     inputs = ("depth", "points", "extrinsics", "semantic", "instance", "tag_counts")
@@ -82,7 +95,7 @@ class OracleExtractor(Extractor):
         return vectors[instance]
 
 
-class NoiseExtractor(Extractor):
+class NoiseExtractor(CalibrationSource):
     family = "noise"
     paradigm = "baseline"
     frame_per_clip_frame = True

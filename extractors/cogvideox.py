@@ -102,10 +102,7 @@ class CogVideoXT2VSpec(VideoFamilySpec):
         if in_channels != cls.latent_channel_factor * latent:
             fail(f"the transformer takes {in_channels} input channels and the VAE makes {latent}; this family "
                  f"expects {cls.latent_channel_factor}x (is it a {cls.other_family} checkpoint?)")
-        compression = int(vae.get("temporal_compression_ratio", 4))
-        if compression != cls.temporal_compression:
-            fail(f"VAE temporal_compression_ratio={compression}; this family expects {cls.temporal_compression}")
-        multiple = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1) * int(transformer.get("patch_size", 2))
+        multiple = cls.vae_compression(vae)[1] * cls.patch_size(transformer)[1]
         if multiple != cls.spatial_multiple:
             fail(f"VAE x patch downsampling is {multiple}; this family expects {cls.spatial_multiple}")
         rotary = bool(transformer.get("use_rotary_positional_embeddings", False))
@@ -121,6 +118,16 @@ class CogVideoXT2VSpec(VideoFamilySpec):
             if list(options["resolution"]) != size or options["frames"] != frames:
                 fail(f"learned positional embeddings fix the input to {frames} frames at {size[0]}x{size[1]}; "
                      f"got frames={options['frames']}, resolution={list(options['resolution'])}")
+
+    @staticmethod
+    def vae_compression(vae: dict[str, Any]) -> tuple[int, int]:
+        """As the pipelines: ``temporal_compression_ratio`` in time, x2 per block after the first in space."""
+        return int(vae.get("temporal_compression_ratio", 4)), 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+
+    @staticmethod
+    def patch_size(transformer: dict[str, Any]) -> tuple[int, int, int]:
+        patch = int(transformer.get("patch_size", 2))
+        return int(transformer.get("patch_size_t") or 1), patch, patch
 
     @staticmethod
     def encode_video(vae: Any, video: Any) -> Any:

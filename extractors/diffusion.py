@@ -137,6 +137,16 @@ class VideoFamilySpec:
         """The family's diffusers pipeline holding only ``parts``, to call its own helper methods."""
         return pipeline_class(cls.pipeline)(**{**dict.fromkeys(cls.components), **parts})
 
+    @staticmethod
+    def vae_compression(vae: dict[str, Any]) -> tuple[int, int]:
+        """(temporal, spatial) downsampling of the family's VAE, from its config."""
+        raise NotImplementedError
+
+    @staticmethod
+    def patch_size(transformer: dict[str, Any]) -> tuple[int, int, int]:
+        """(time, height, width) latent cells per transformer token, from its config."""
+        raise NotImplementedError
+
     @classmethod
     def check_frames(cls, model: str, frames: int) -> None:
         if (frames - 1) % cls.temporal_compression:
@@ -194,6 +204,13 @@ class DiffusionVideoExtractor(Extractor):
         if height % multiple or width % multiple:
             raise OptionError(f"model {self.name!r}: resolution {height}x{width} must be a multiple of {multiple}")
         self.checkpoint.require(self.family_spec.components)
+        try:
+            temporal, _ = self.family_spec.vae_compression(self.checkpoint.config("vae"))
+        except CheckpointError as err:
+            raise OptionError(f"model {self.name!r}: {err}") from None
+        if temporal != self.family_spec.temporal_compression:
+            raise OptionError(f"model {self.name!r} (checkpoint {self.checkpoint.location!r}): the VAE compresses "
+                              f"time x{temporal}; this family expects x{self.family_spec.temporal_compression}")
 
     @property
     def random_init(self) -> bool:
@@ -205,6 +222,13 @@ class DiffusionVideoExtractor(Extractor):
     def channels(self) -> int:
         config = self.checkpoint.config("transformer")
         return int(config["num_attention_heads"]) * int(config["attention_head_dim"])
+
+    def feature_grid(self, height: int, width: int) -> tuple[int, int] | None:
+        """Frames are resized to ``resolution``: one cell per VAE-compressed transformer patch of it."""
+        _, spatial = self.family_spec.vae_compression(self.checkpoint.config("vae"))
+        _, patch_h, patch_w = self.family_spec.patch_size(self.checkpoint.config("transformer"))
+        res_h, res_w = self.options["resolution"]
+        return res_h // (spatial * patch_h), res_w // (spatial * patch_w)
 
     def check_timestep(self, timestep: int) -> None:
         config = self.checkpoint.config("scheduler")

@@ -65,6 +65,16 @@ class InternVLExtractor(VisionLanguageExtractor):
         (height, width), (p_h, p_w) = _pair(self.vision["image_size"]), _pair(self.vision["patch_size"])
         return height // p_h, width // p_w
 
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        """The language model's grid per frame: the patch grid after the pixel shuffle (``downsample_ratio``)."""
+        ratio = float(self.config.get("downsample_ratio", 0.5))
+        rows, cols = self.patch_grid
+        return int(rows * ratio), int(cols * ratio)
+
+    def feature_grid(self, height: int, width: int) -> tuple[int, int]:
+        return self.token_grid if self.language_route else self.patch_grid  # frames are resized whole to one tile
+
     def load_model(self) -> None:
         remote = {"trust_remote_code": True} if self.options["trust_remote_code"] else {}
         if self.language_route:
@@ -103,8 +113,7 @@ class InternVLExtractor(VisionLanguageExtractor):
         each image is ``<img>`` + 256 context tokens (16x16 after the pixel shuffle) + ``</img>``."""
         import torch
 
-        ratio = float(self.config.get("downsample_ratio", 0.5))
-        grid = (len(images), *(int(side * ratio) for side in self.patch_grid))
+        grid = (len(images), *self.token_grid)
         tokens = grid[1] * grid[2]
         context = self.route.tokenizer.convert_ids_to_tokens(int(self.config["image_token_id"]))
         text = self.route.conversation([f"<img>{context * tokens}</img>"] * len(images), self.options["prompt"],

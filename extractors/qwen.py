@@ -115,6 +115,13 @@ class QwenVLExtractor(VisionLanguageExtractor):
             return QwenPatchifier.from_preprocessor_config(processor, **facts, **budget)
         return getattr(QwenPatchifier, self.preprocessing)(**facts, **budget)
 
+    def feature_grid(self, height: int, width: int) -> tuple[int, int] | None:
+        """The processor's smart-resized patch grid: merged 2x2 on the language route, whole on the tower's."""
+        try:
+            return self.make_patchifier().grid(height, width, merged=self.language_route)
+        except ValueError:
+            return None  # a frame size the processor refuses (extraction names it)
+
     # --- features ---------------------------------------------------------------------------------------
     def features(self, images: np.ndarray, layers: tuple[int, ...], clip: int) -> tuple[dict[int, Any], list[int]]:
         if self.language_route:

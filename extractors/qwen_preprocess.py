@@ -152,10 +152,12 @@ class QwenPatchifier:
         """(height, width) in pixels after ``smart_resize``."""
         return smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
 
-    def grid(self, height: int, width: int) -> tuple[int, int]:
-        """(grid_h, grid_w) in patches for an input of ``height`` x ``width`` pixels."""
+    def grid(self, height: int, width: int, *, merged: bool = False) -> tuple[int, int]:
+        """(grid_h, grid_w) in patches for an input of ``height`` x ``width`` pixels; with ``merged``, in
+        merge windows (``merge_size`` x ``merge_size`` patches: one language-model token each)."""
         resized_h, resized_w = self.resized_size(height, width)
-        return resized_h // self.patch_size, resized_w // self.patch_size
+        cell = self.patch_size * (self.merge_size if merged else 1)
+        return resized_h // cell, resized_w // cell
 
     def images(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every frame as its own image: pixel_values (N*gh*gw, C*tps*p*p) float32, grid_thw (N, 3) int64.

@@ -70,6 +70,9 @@ class VisionTowerExtractor(ImageSequenceExtractor):
     def patch_grid(self) -> int:
         return int(self.vision["image_size"]) // int(self.vision["patch_size"])
 
+    def feature_grid(self, height: int, width: int) -> tuple[int, int]:
+        return self.patch_grid, self.patch_grid  # every frame is resized whole to the tower's square input
+
     def load_model(self) -> None:
         self.tower = self.checkpoint.load(self.vision_class, **self.load_kwargs()).to(self.device).eval()
         processor = self.checkpoint.preprocessor_config() or {}

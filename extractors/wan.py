@@ -24,6 +24,17 @@ class WanT2VSpec(VideoFamilySpec):
     spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
 
     @staticmethod
+    def vae_compression(vae: dict[str, Any]) -> tuple[int, int]:
+        """As WanPipeline: x2 in space per downsample stage, x2 in time where ``temperal_downsample`` says."""
+        stages = vae.get("temperal_downsample", [False, True, True])  # (sic) diffusers' key and default
+        return 2 ** sum(map(bool, stages)), 2 ** len(stages)
+
+    @staticmethod
+    def patch_size(transformer: dict[str, Any]) -> tuple[int, int, int]:
+        p_t, p_h, p_w = transformer.get("patch_size", [1, 2, 2])
+        return int(p_t), int(p_h), int(p_w)
+
+    @staticmethod
     def encode_video(vae: Any, video: Any) -> Any:
         """Posterior mean, normalised per channel as WanPipeline does: (z - mean) / std."""
         import torch
