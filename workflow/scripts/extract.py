@@ -1,9 +1,12 @@
 from joblog import start_logging
-
-from extractors.job import run_extraction
-from extractors.registry import ModelConfig
+from devices import claim_devices
 
 log = start_logging(snakemake.log[0])
+claim_devices(snakemake, log)  # before anything imports torch: CUDA reads CUDA_VISIBLE_DEVICES once
+
+from extractors.job import run_extraction  # noqa: E402
+from extractors.registry import ModelConfig  # noqa: E402
+
 model = ModelConfig.from_json(snakemake.params.model)
 log.info("extracting %s at timesteps %s, layers %s", model.name, list(model.timesteps), model.layers)
 paths = run_extraction(

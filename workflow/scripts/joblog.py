@@ -7,7 +7,7 @@ import traceback
 
 # Errors that report a user's data, store or setting in one line naming it: logged without a traceback.
 USER_ERRORS = ("clipstore.errors:StoreError", "probes.sampler:SamplerError", "extractors.base:OptionError",
-               "extractors.checkpoints:CheckpointError", "probes.fusion:FusionError")
+               "extractors.checkpoints:CheckpointError", "probes.fusion:FusionError", "devices:DeviceError")
 
 
 def user_errors() -> tuple[type, ...]:

@@ -1,9 +1,12 @@
 from joblog import start_logging
-
-from probes.job import run_probe
-from probes.uncertainty import BootstrapSettings
+from devices import claim_devices
 
 log = start_logging(snakemake.log[0])
+claim_devices(snakemake, log)  # before anything imports torch: CUDA reads CUDA_VISIBLE_DEVICES once
+
+from probes.job import run_probe  # noqa: E402
+from probes.uncertainty import BootstrapSettings  # noqa: E402
+
 record = run_probe(
     dataset=snakemake.wildcards.dataset,
     clip_store=snakemake.input.clip_store,
