@@ -21,9 +21,14 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/fuse.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/plan.smk"
 
 
 report: "workflow/report/workflow.rst"
+
+
+if dry_run_requested():
+    print(plan_table(), file=sys.stderr)
 
 
 rule all:

@@ -36,9 +36,13 @@ def resources(job: dict) -> dict:
 def test_defaults_reach_every_job_and_gpus_only_where_weights_or_torch_run(tmp_path):
     jobs = jobs_of(tmp_path, config_with())
     assert {job["rule"] for job in jobs} == {"dataset", "tiny_model", "extract_pixels", "extract_random_patch",
-                                             "extract_wan", "extract_qwen", "fuse", "probe", "aggregate", "plots"}
+                                             "extract_wan", "extract_qwen", "feature_index", "fuse", "probe",
+                                             "aggregate", "plots"}
     for job in jobs:
         rule, got = job["rule"], resources(job)
+        if rule == "feature_index":  # runs inside Snakemake: a file listing shards
+            assert got.get("gpu", 0) == 0 and job["threads"] == 1
+            continue
         if rule.startswith("extract_"):
             weightless = rule in ("extract_pixels", "extract_random_patch")
             expected = {**DEFAULTS["extract"], "gpu": 0 if weightless else 1}

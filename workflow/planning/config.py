@@ -14,6 +14,9 @@ import yaml
 
 DATA = "results/data/{dataset}.zarr"
 FEATURES = "results/features/{dataset}/{model}/{timestep}/shard-{shard}.zarr"
+# One small file per cached array listing its shards: probe jobs depend on it instead of on every shard,
+# which keeps a paper-scale DAG (hundreds of shards per array) small and fast to build.
+FEATURE_INDEX = "results/features/{dataset}/{model}/{timestep}/shards.json"
 PROBE = "results/probes/{dataset}/{task}/{source}/{probe}"
 
 

@@ -13,6 +13,7 @@ from clipstore.ingest import StoreOptions
 from clipstore.kinds import SYNTHETIC_OPTIONS, check_keys, open_reader, reader_arrays, store_options
 from workflow.planning.config import DATA, PlanError
 
+
 @dataclass(frozen=True)
 class DatasetPlan:
     name: str

@@ -17,11 +17,10 @@ from extractors.job import num_shards, shard_clips
 from extractors.registry import ModelConfig, resolve_model
 from probes.fusion import Fusion, FusionError, common_frames
 from probes.sampler import FrameProtocol, SamplerError
-from probes.sources import spec_stores
-from probes.taskspec import TaskSpec
 from probes.tasks import resolve_task
+from probes.taskspec import TaskSpec
 from probes.uncertainty import BootstrapSettings
-from workflow.planning.config import FEATURES, PROBE, PlanError, rule_token
+from workflow.planning.config import FEATURE_INDEX, FEATURES, PROBE, PlanError, rule_token
 from workflow.planning.datasets import DatasetPlan, plan_dataset
 from workflow.planning.resources import Resources, resource_keys
 from workflow.planning.tiny import expect_tiny_models, workflow_checkpoint
@@ -285,5 +284,16 @@ class WorkflowPlan:
                 for kind in plan.probes for s in self.sources(plan.models[kind])]
 
     def probe_inputs(self, dataset: str, source: str) -> dict[str, Any]:
+        """The clip store and the feature index of every cached array the source reads (a fusion's
+        branches, for one computed on the fly)."""
+        spec = self.source_spec(dataset, source)
+        ids = [branch["id"] for branch in spec["branches"]] if "fusion" in spec else [spec["id"]]
         return {"clip_store": self.datasets[dataset].store,
-                "features": spec_stores(self.source_spec(dataset, source))}
+                "features": [self.feature_index(dataset, SourceId.parse(i)) for i in ids]}
+
+    def feature_index(self, dataset: str, source: SourceId) -> str:
+        return FEATURE_INDEX.format(dataset=dataset, model=source.model, timestep=source.timestep)
+
+    def indexed_arrays(self) -> list[str]:
+        """Names whose arrays get a feature index: every model and every materialised fusion."""
+        return [*self.models, *self.materialised_fusions]

@@ -1,7 +1,9 @@
+import json
 import os
 import re
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -11,8 +13,11 @@ sys.path.insert(0, workflow.basedir)
 
 from clipstore import StoreError
 from extractors.ids import SOURCE as SOURCE_WILDCARD
+from extractors.ids import TIMESTEP as TIMESTEP_WILDCARD
 from workflow.planning.tiny import TINY_MODELS, TINY_ROOT
-from workflow.planning import DATA, FEATURES, PROBE, WorkflowPlan, canonical, rule_token, validate_config
+from workflow.planning import (DATA, FEATURE_INDEX, FEATURES, PROBE, WorkflowPlan, canonical, rule_token,
+                               validate_config)
+from workflow.planning.estimate import format_plan
 from workflow.planning.resources import resource_keys
 from probes.sources import spec_stores
 
@@ -66,12 +71,34 @@ def per_job_resources(keys, job_of):
     return {key: resource(key) for key in keys}
 
 
+def write_feature_index(path, shards, log):
+    """The feature index: the shards of one cached array, in clip order (docs/stores.md)."""
+    Path(path).write_text(json.dumps({"shards": [str(shard) for shard in shards]}, indent=1) + "\n")
+    Path(log).write_text(f"{len(shards)} shard(s) listed in {path}\n")
+
+
 def log_path(stage, pattern):
     return f"results/logs/{stage}/{pattern}.log"
 
 
 def benchmark_path(stage, pattern):
     return f"results/benchmarks/{stage}/{pattern}.tsv"
+
+
+def plan_table():
+    """The planning table (jobs and feature-cache size per model); a dataset that cannot be measured yet
+    leaves the table out with the reason, never the run."""
+    try:
+        return format_plan(PLAN)
+    except (StoreError, OSError, ValueError) as err:
+        return f"Plan: no estimate ({err})"
+
+
+def dry_run_requested():
+    """Whether Snakemake was started with -n (alone or among short flags, e.g. -np) or --dry-run: Snakemake
+    tells the Snakefile only after parsing, and the plan table belongs before the dry run's job list."""
+    return any(arg in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", arg)
+               for arg in sys.argv[1:])
 
 
 def summary_message():

@@ -39,3 +39,24 @@ for _model in PLAN.models.values():
             "../../envs/extract.yaml"
         script:
             "../scripts/extract.py"
+
+
+rule feature_index:
+    """List one cached array's shards once all of them are written (results/features/{dataset}/{model}/
+    {timestep}/shards.json): a probe job depends on this one file rather than on every shard, which keeps a
+    paper-scale DAG small. Runs inside Snakemake (no job start-up, no scheduler round-trip)."""
+    localrule: True
+    input:
+        lambda wildcards: PLAN.shard_paths(wildcards.dataset, wildcards.model, wildcards.timestep),
+    output:
+        FEATURE_INDEX,
+    wildcard_constraints:
+        dataset=one_of(PLAN.datasets),
+        model=one_of(PLAN.indexed_arrays()),
+        timestep=TIMESTEP_WILDCARD,
+    log:
+        log_path("feature_index", "{dataset}/{model}/{timestep}"),
+    benchmark:
+        benchmark_path("feature_index", "{dataset}/{model}/{timestep}")
+    run:
+        write_feature_index(output[0], input, log[0])
