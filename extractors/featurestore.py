@@ -6,13 +6,15 @@ float16, one chunk per feature frame and one Zarr shard per clip (one writer per
 ``frame_count`` (the feature frames each clip has: a shorter clip has a prefix of ``frame_index``, a skipped
 clip none; rows past a clip's count are never read).
 Writing goes through :class:`~clipstore.resumable.ResumableStore`: crash-safe, resumable per clip, with the
-completion marker written last; readers refuse stores without it.
+completion marker written last; readers refuse stores without it. The layer arrays are lossless (zstd) unless
+the writer is given a lossy ``compression`` spec (:mod:`extractors.codecs`); the root attribute
+``compression`` records which, and zarr decodes either on read.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,12 +23,12 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
 
 from clipstore.errors import StoreError
 from clipstore.resumable import ResumableStore, open_complete
 from clipstore.store import read_frames
 from clipstore.verify import WRITE_EVERY_CHUNK, check_array, require_finite, shard_written
+from extractors import codecs
 from extractors.base import ClipFeatures
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -38,8 +40,9 @@ def layer_key(layer: int) -> str:
     return f"layer_{layer}"
 
 
-def to_float16(values: np.ndarray, *, what: str) -> np.ndarray:
-    """Cast to float16, refusing values that would become inf or that already are not finite."""
+def to_float16(values: np.ndarray, *, what: str, compression: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Cast to float16, refusing values that would become inf (in the cast, or in the mantissa rounding of a
+    lossy ``compression``) or that already are not finite."""
     values = np.asarray(values, dtype=np.float32)
     if not np.isfinite(values).all():
         raise StoreError(f"{what}: features contain NaN or inf; refusing to store them")
@@ -47,6 +50,9 @@ def to_float16(values: np.ndarray, *, what: str) -> np.ndarray:
     if peak > FLOAT16_MAX:
         raise StoreError(f"{what}: feature magnitude {peak:.4g} exceeds the float16 range ({FLOAT16_MAX}); "
                          f"it would be stored as inf")
+    if compression is not None and not codecs.rounds_to_finite(compression, peak):
+        raise StoreError(f"{what}: feature magnitude {peak:.4g} would be stored as inf: compression "
+                         f"{compression} rounds it past the float16 range ({FLOAT16_MAX})")
     return values.astype(np.float16)
 
 
@@ -54,12 +60,19 @@ class FeatureStoreWriter:
     """Writes the clips of one job, then :meth:`finish` publishes the complete store."""
 
     def __init__(self, path: str | os.PathLike, *, clip_index: Sequence[int], layers: Sequence[int],
-                 fingerprint: dict[str, Any], compression_level: int = 1) -> None:
+                 fingerprint: dict[str, Any], compression_level: int = 1,
+                 compression: Mapping[str, Any] | None = None) -> None:
+        """``compression``: a spec of :mod:`extractors.codecs` (None: lossless); ``compression_level`` is its
+        zstd level."""
         self.clip_index = [int(c) for c in clip_index]
         self.layers = tuple(layers)
-        self.compressor = ZstdCodec(level=compression_level)
+        self.compression = codecs.normalise_compression(compression, owner=f"feature store {path}")
+        self.compression_level = compression_level
+        # A lossy store is another store: a partial or finished one written with other settings is discarded,
+        # never resumed. Lossless adds nothing, so stores written before compression existed stay valid.
+        lossy = {"compression": self.compression} if self.compression else {}
         self.store = ResumableStore(path, {**fingerprint, "clip_index": self.clip_index,
-                                           "layers": list(self.layers)})
+                                           "layers": list(self.layers), **lossy})
         if not self.store.resumed:
             self.store.group.create_array(FRAME_COUNT, shape=(len(self.clip_index),), dtype="int64",
                                           chunks=(len(self.clip_index),), fill_value=0, dimension_names=("clip",))
@@ -79,8 +92,9 @@ class FeatureStoreWriter:
             frames = len(features.frame_index)
             group.create_array(
                 layer_key(layer), shape=(len(self.clip_index), frames, *frame_shape), dtype="float16",
-                chunks=(1, 1, *frame_shape), shards=(1, frames, *frame_shape), compressors=self.compressor,
-                fill_value=0.0, dimension_names=FEATURE_DIMS, attributes={"layer": layer}, config=WRITE_EVERY_CHUNK,
+                chunks=(1, 1, *frame_shape), shards=(1, frames, *frame_shape),
+                **codecs.array_codecs(self.compression, level=self.compression_level), fill_value=0.0,
+                dimension_names=FEATURE_DIMS, attributes={"layer": layer}, config=WRITE_EVERY_CHUNK,
             )
         group.create_array("clip_index", data=np.asarray(self.clip_index, dtype=np.int64),
                            dimension_names=("clip",))
@@ -118,7 +132,7 @@ class FeatureStoreWriter:
                 raise StoreError(f"clip {clip}, layer {layer}: features of shape {values.shape}, "
                                  f"expected {(count, *target.shape[2:])}")
             padded = np.zeros(target.shape[1:], dtype=np.float16)
-            padded[:count] = to_float16(values, what=f"clip {clip}, layer {layer}")
+            padded[:count] = to_float16(values, what=f"clip {clip}, layer {layer}", compression=self.compression)
             target[position] = padded
 
     def drop_snapshot(self) -> None:
@@ -135,7 +149,9 @@ class FeatureStoreWriter:
                                           dimension_names=("clip",))
             self.store.group.create_array("frame_index", data=np.zeros(0, dtype=np.int64),
                                           dimension_names=("frame",))
-        return self.store.finish({**attributes, "layers": list(self.layers)}, keep_snapshot=keep_snapshot)
+        compression = codecs.describe(self.compression, level=self.compression_level)
+        return self.store.finish({**attributes, "layers": list(self.layers), "compression": compression},
+                                 keep_snapshot=keep_snapshot)
 
 
 @dataclass(frozen=True)

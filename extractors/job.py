@@ -55,7 +55,7 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     clips = shard_clips(len(clips_store), clips_per_shard, shard)
     extractor = model.build(seed)
     clips_store.require(extractor.inputs, needed_by=f"extraction of model {model.name!r}")
-    writers = {t: FeatureStoreWriter(path, clip_index=clips, layers=model.layers,
+    writers = {t: FeatureStoreWriter(path, clip_index=clips, layers=model.layers, compression=model.compression,
                                      fingerprint={"model": model.to_json(), "timestep": t, "seed": seed,
                                                   "dataset": dataset})
                for t, path in outputs.items()}

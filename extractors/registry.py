@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extractors.base import Extractor
+from extractors.codecs import normalise_compression
 from extractors.ids import check_name, timestep_token
 from extractors.layers import resolve_layers
 
@@ -138,7 +139,8 @@ def extractor_class(family: str, *, model: str = "model") -> type[Extractor]:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A config entry resolved against its family: concrete layers and timesteps."""
+    """A config entry resolved against its family: concrete layers and timesteps, and how its features are
+    stored (``compression``: a normalised spec of :mod:`extractors.codecs`; None = lossless)."""
 
     name: str
     family: str
@@ -148,6 +150,7 @@ class ModelConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     random_init: bool = False
+    compression: Mapping[str, Any] | None = None
 
     def build(self, seed: int) -> Extractor:
         cls = extractor_class(self.family, model=self.name)
@@ -158,9 +161,14 @@ class ModelConfig:
         return [timestep_token(t) for t in self.timesteps]
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "family": self.family, "paradigm": self.paradigm, "layers": list(self.layers),
+        """The extraction job's parameters and its stores' fingerprint. Lossless adds no key, so the stores
+        and jobs of every model written before compression existed stay valid."""
+        data = {"name": self.name, "family": self.family, "paradigm": self.paradigm, "layers": list(self.layers),
                 "timesteps": list(self.timesteps), "options": dict(self.options), "checkpoint": self.checkpoint,
                 "random_init": self.random_init}
+        if self.compression is not None:
+            data["compression"] = dict(self.compression)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelConfig:
@@ -180,7 +188,8 @@ def _resolve_timesteps(name: str, entry: Mapping[str, Any], uses_timestep: bool)
 
 
 def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> ModelConfig:
-    """Resolve one ``models:`` entry: family known, options valid, layers in range, timesteps sensible."""
+    """Resolve one ``models:`` entry: family known, options valid, layers in range, timesteps sensible, and
+    ``compression`` (how its features are stored) a valid spec."""
     try:
         check_name(name, "model")
     except ValueError as err:
@@ -201,5 +210,6 @@ def resolve_model(name: str, entry: Mapping[str, Any], *, seed: int = 0) -> Mode
             extractor.check_timestep(timestep)
     if preset_name is not None:
         _check_preset_facts(name, preset_name, entry.get("checkpoint"), extractor)
+    compression = normalise_compression(entry.get("compression"), owner=f"model {name!r}")
     return ModelConfig(name, family, cls.paradigm, layers, timesteps, dict(entry.get("options", {})),
-                       entry.get("checkpoint"), extractor.random_init)
+                       entry.get("checkpoint"), extractor.random_init, compression)
