@@ -137,3 +137,13 @@ def _feature_store(folder: Path, shards: list[Path]) -> Iterator[str]:
     for key in ("options", "compute_dtype", "input_resolution", "input_frames", "fusion"):
         if attrs.get(key) is not None:
             yield f"  {key.replace('_', ' ')}: {attrs[key]}"
+    yield f"  compression: {_compression(attrs.get('compression'))}"
+
+
+def _compression(recorded: dict | None) -> str:
+    """How a feature store's values are stored: lossless, or the lossy codec and its error bound."""
+    if not recorded or not recorded.get("lossy"):
+        return "lossless"
+    spec = ", ".join(f"{k} {v}" for k, v in recorded.items() if k not in ("lossy", "max_relative_error", "filters",
+                                                                          "compressors"))
+    return f"LOSSY ({spec}; relative error <= {recorded.get('max_relative_error')})"

@@ -27,7 +27,7 @@ from probes.sampler import feature_rows
 __all__ = ["FeatureSource", "Source", "SourceId", "open_source", "spec_stores"]
 
 # Provenance every source's attrs hold; probe runs copy them into metrics.json.
-PROVENANCE_KEYS = ("model", "family", "paradigm", "checkpoint", "timestep", "random_init", "seed")
+PROVENANCE_KEYS = ("model", "family", "paradigm", "checkpoint", "timestep", "random_init", "seed", "compression")
 
 
 class Source(Protocol):

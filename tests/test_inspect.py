@@ -58,6 +58,16 @@ def test_feature_store_report_and_unfinished_stores(tmp_path: Path) -> None:
     assert "model m (RANDOM INIT): family wan-t2v" in report and "timestep: 500 (sigma 0.5)" in report
     assert "feature frames per clip: 3 at clip frames [0, 1, 5]" in report and "shorter clips: 1" in report
     assert re.search(r"layer_3 +\(2, 3, 2, 2, 4\) +float16", report)
+    assert "compression: lossless" in report
+
+
+def test_feature_store_report_says_when_features_are_lossy(tmp_path: Path) -> None:
+    path = tmp_path / "shard-0.zarr"
+    writer = FeatureStoreWriter(path, clip_index=[0], layers=[0], fingerprint={},
+                                compression={"codec": "bitround", "keepbits": 3})
+    writer.write_clip(0, ClipFeatures({0: np.ones((1, 2, 2, 4))}, np.array([0])))
+    writer.finish({"model": "m"})
+    assert "compression: LOSSY (codec bitround, keepbits 3; relative error <= 0.0625)" in describe(path)
     with pytest.raises(StoreError, match="does not exist"):
         describe(tmp_path / "nothing.zarr")
     result = subprocess.run([sys.executable, "-m", "clipstore", "inspect", str(tmp_path / "nothing.zarr")],
