@@ -152,7 +152,6 @@ def test_every_job_asks_slurm_for_what_the_config_declares(profile_dry_run) -> N
         assert not {"slurm_partition", "slurm_account", "gres", "gpu_model"} & set(job["resources"]), job
 
 
-@pytest.mark.xfail(strict=True, reason="waits for the probe rule's per-kind group (probes-<kind>)")
 def test_linear_probes_are_grouped_and_torch_probes_are_not(profile_dry_run) -> None:
     probes = [job for job in profile_dry_run if job["rule"] == "probe"]
     linear = [job for job in probes if job["wildcards"]["probe"] == "linear"]

@@ -223,7 +223,6 @@ def test_grouped_slurm_jobs_hold_linear_probes_only(runs) -> None:
             assert len(job["targets"]) <= 10
 
 
-@pytest.mark.xfail(strict=True, reason="waits for the probe rule's per-kind group (probes-<kind>)")
 def test_linear_probes_share_one_slurm_job(runs) -> None:
     linear = [job_id for job_id, job in runs["jobs"].items()
               if any(rule == "probe" and w["probe"] == "linear" for rule, w in job["targets"])]

@@ -16,6 +16,11 @@ rule probe:
         source=SOURCE_WILDCARD,
         probe=r"[^/]+",
     threads: lambda wildcards: PLAN.probe_resources(wildcards.task, wildcards.probe)["threads"]
+    # One group per probe kind: a cluster profile may run many of a kind in one Slurm job
+    # (group-components: {probes-linear: 10}); local runs ignore groups. A function, not "probes-{probe}":
+    # Snakemake looks a wildcard group's group-components up under its unresolved name.
+    group:
+        lambda wildcards: f"probes-{wildcards.probe}"
     resources:
         **per_job_resources(PLAN.probe_resource_keys(),
                             lambda wildcards: PLAN.probe_resources(wildcards.task, wildcards.probe)),
