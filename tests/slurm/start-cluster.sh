@@ -4,8 +4,8 @@
 # Install first: apt-get install -y slurmctld slurmd slurm-client munge.  Stop: tests/slurm/stop-cluster.sh
 #
 # The node announces more than the machine has, so that the profile's requests are schedulable on a small
-# CI box: SLURM_TEST_CPUS CPUs (default: the larger of nproc and 16; a group of linear probe jobs asks for
-# one CPU per member) and SLURM_TEST_GPUS fake GPUs (default 4; generic resources counted by Slurm, no
+# CI box: SLURM_TEST_CPUS CPUs (default: the larger of nproc and 32; a group of linear probe jobs asks for
+# one CPU per member, and two groups of 10 should run side by side) and SLURM_TEST_GPUS fake GPUs (default 4; generic resources counted by Slurm, no
 # device behind them, so torch sees no CUDA and jobs on "auto" run on the CPU). Memory is the real one
 # less 1 GiB. Jobs are not confined (TaskPlugin=task/none), so an oversubscribed node only runs slower.
 # Finished jobs stay visible to `scontrol show job` for 600 s (MinJobAge), which the tests read.
@@ -13,7 +13,7 @@
 set -euo pipefail
 host=$(hostname -s)
 real_cpus=$(nproc)
-cpus=${SLURM_TEST_CPUS:-$(( real_cpus > 16 ? real_cpus : 16 ))}
+cpus=${SLURM_TEST_CPUS:-$(( real_cpus > 32 ? real_cpus : 32 ))}
 gpus=${SLURM_TEST_GPUS:-4}
 memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /etc/munge
