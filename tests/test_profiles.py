@@ -169,7 +169,6 @@ def test_linear_probes_are_grouped_and_torch_probes_are_not(profile_dry_run) -> 
     assert all(job["group"] is None for job in profile_dry_run if job["rule"] != "probe")
 
 
-@pytest.mark.xfail(strict=True, reason="waits for probe jobs declaring group_slot=1")
 def test_grouped_jobs_are_planned_one_after_another(profile_dry_run) -> None:
     # The plugin runs a group job's members one after another; with one group_slot per job and per group
     # job (the profile's --resources, local scope), Snakemake asks Slurm for the sum of their runtimes

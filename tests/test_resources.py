@@ -28,7 +28,7 @@ def jobs_of(tmp_path, config: dict) -> list[dict]:
 def resources(job: dict) -> dict:
     """threads, mem_mb, runtime and gpu of a job, as ints, plus any other key it carries."""
     found = {key: job["resources"][key] for key in job["resources"]
-             if key not in ("tmpdir", "mem", "mem_mib", "disk", "disk_mib")}
+             if key not in ("tmpdir", "mem", "mem_mib", "disk", "disk_mib", "group_slot")}
     found = {key: int(value) if value.isdigit() else value for key, value in found.items()}
     return {"threads": job["threads"], **found}
 

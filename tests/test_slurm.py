@@ -63,9 +63,7 @@ CONFIG = {
         "extract": {"threads": 2, "mem_mb": 800, "runtime": 13, "gpu": 1},
         "aggregate": {"threads": 1, "mem_mb": 500, "runtime": 14},
         "plots": {"threads": 1, "mem_mb": 500, "runtime": 15},
-        # group_slot: one member of a group job at a time (profiles/slurm); TODO drop it here once the
-        # probe rule declares it for every probe job
-        "probe": {"linear": {"threads": 1, "mem_mb": 400, "runtime": 16, "group_slot": 1},
+        "probe": {"linear": {"threads": 1, "mem_mb": 400, "runtime": 16},
                   "light": {"threads": 1, "mem_mb": 900, "runtime": 17, "gpu": 1}},
     },
     "tasks": {"geometry": {"options": {"views": 2, "min_gap": 1, "window": 2, "snap_stride": 1},

@@ -76,19 +76,21 @@ def scheduled_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 def dry_run_jobs(result: subprocess.CompletedProcess) -> list[dict[str, Any]]:
-    """Every job of a dry run (``snakemake -n``): its rule, wildcards, threads and resources as printed."""
+    """Every job of a dry run (``snakemake -n``): its rule, wildcards, threads and resources as printed (jobs
+    of a group job are printed indented under it)."""
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = []
-    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", result.stdout + result.stderr):
-        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
-        if rule is None or rule.group(1) == "all":
-            continue
-        fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
-        job = {"rule": rule.group(1), "threads": int(fields.get("threads", 1)),
-               "wildcards": dict(item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if item),
-               "resources": dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if item)}
-        jobs.append(job)
-    return jobs
+    blocks: list[tuple[str, dict[str, str]]] = []
+    for line in (result.stdout + result.stderr).splitlines():
+        rule = re.fullmatch(r"\s*(?:local)?rule (\w+):", line)
+        field = re.fullmatch(r"\s+(\w+): (.*)", line)
+        if rule:
+            blocks.append((rule.group(1), {}))
+        elif field and blocks:
+            blocks[-1][1].setdefault(field.group(1), field.group(2))
+    return [{"rule": rule, "threads": int(fields.get("threads", 1)),
+             "wildcards": dict(item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if item),
+             "resources": dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if item)}
+            for rule, fields in blocks if rule != "all"]
 
 
 @pytest.fixture(scope="module")

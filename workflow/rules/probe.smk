@@ -22,6 +22,9 @@ rule probe:
     group:
         lambda wildcards: f"probes-{wildcards.probe}"
     resources:
+        # One slot per probe job: profiles/slurm allows one per group job (the plugin runs a group's members
+        # one after another), so a group asks for its largest member, not the sum of all of them.
+        group_slot=1,
         **per_job_resources(PLAN.probe_resource_keys(),
                             lambda wildcards: PLAN.probe_resources(wildcards.task, wildcards.probe)),
     log:
