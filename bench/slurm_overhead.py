@@ -82,9 +82,7 @@ def bench_config(depth: int, tasks: list[str]) -> dict:
         },
         "extraction": {"clips_per_shard": 16},
         "resources": {**{stage: dict(small) for stage in ("dataset", "extract", "aggregate", "plots")},
-                      # group_slot: a group job runs one member at a time (profiles/slurm); harmless where
-                      # the probe rule declares it itself
-                      "probe": {"linear": {"threads": 1, "mem_mb": 400, "runtime": 20, "group_slot": 1}}},
+                      "probe": {"linear": {"threads": 1, "mem_mb": 400, "runtime": 20}}},
         "tasks": {task: {"options": {**options, **task_options.get(task, {})}, "probes": {"linear": {}}}
                   for task in tasks},
     }
