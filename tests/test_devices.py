@@ -154,9 +154,10 @@ def test_jobs_without_a_gpu_see_none(tmp_path: Path, log, caplog, gpu) -> None:
     assert "GPU slot: none (gpu=0)" in caplog.text
 
 
-def test_slurm_assigns_devices_itself(tmp_path: Path, log, caplog) -> None:
+@pytest.mark.parametrize("gpu", [1, 0])  # gpu: 0 with gres: "gpu:1" is the recipe for --gres-only clusters
+def test_slurm_assigns_devices_itself(tmp_path: Path, log, caplog, gpu) -> None:
     environ = {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "3"}
-    assert claim_devices(_job(1, ["7", "9"]), log, environ=environ, slots=tmp_path) is None
+    assert claim_devices(_job(gpu, ["7", "9"]), log, environ=environ, slots=tmp_path) is None
     assert environ == {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "3"} and not any(tmp_path.iterdir())
     assert "GPU slot: Slurm's (job 42): CUDA_VISIBLE_DEVICES=3" in caplog.text
 

@@ -63,7 +63,7 @@ def test_stage_kind_and_model_overrides_and_slurm_settings_pass_through(tmp_path
         "aggregate": {"slurm_extra": "'--qos=short'"},
     })
     config["models"]["wan"]["resources"] = {"mem_mb": 9000, "runtime": 90}
-    config["models"]["pixels"]["resources"] = {"gpu": 1}  # a baseline never gets one
+    config["models"]["pixels"]["resources"] = {"gpu": 1, "gres": "gpu:1"}  # a baseline never gets one
     jobs = jobs_of(tmp_path, config)
     by_rule = {}
     for job in jobs:
@@ -71,7 +71,9 @@ def test_stage_kind_and_model_overrides_and_slurm_settings_pass_through(tmp_path
     assert by_rule["extract_wan"][0] == {"threads": 2, "mem_mb": 9000, "runtime": 90, "gpu": 1,
                                           "slurm_partition": "gpu", "gpu_model": "a100"}
     assert by_rule["extract_qwen"][0]["mem_mb"] == 2000 and by_rule["extract_qwen"][0]["gpu"] == 1
-    assert by_rule["extract_pixels"][0]["gpu"] == 0 and by_rule["extract_pixels"][0]["slurm_partition"] == "gpu"
+    pixels = by_rule["extract_pixels"][0]
+    assert pixels["gpu"] == 0 and pixels["slurm_partition"] == "gpu"
+    assert "gpu_model" not in pixels and "gres" not in pixels  # no GPU by any route
     probes = {(j["wildcards"]["probe"], j["wildcards"]["source"]): resources(j) for j in jobs if j["rule"] == "probe"}
     assert probes[("light", "wan@t500@L2")]["mem_mb"] == 3000 and probes[("light", "wan@t500@L2")]["gpu"] == 2
     assert all(r["runtime"] == 5 and r["gpu"] == 0 for (kind, _), r in probes.items() if kind == "linear")

@@ -28,7 +28,8 @@ DEFAULTS: dict[str, JOB] = {
     "plots": {"threads": 1, "mem_mb": 4000, "runtime": 30, "gpu": 0},
 }
 PROBE_DEFAULTS: dict[str, JOB] = {
-    "linear": {"threads": 1, "mem_mb": 8000, "runtime": 60, "gpu": 0},  # scikit-learn, closed form
+    # scikit-learn, closed form: minutes; profiles/slurm runs 10 in one Slurm job, one after another
+    "linear": {"threads": 1, "mem_mb": 8000, "runtime": 20, "gpu": 0},
     "light": {"threads": 2, "mem_mb": 16000, "runtime": 120, "gpu": 1},
     "paper": {"threads": 4, "mem_mb": 32000, "runtime": 480, "gpu": 1},
 }
@@ -52,16 +53,21 @@ class Resources:
     def extraction(self, model: Mapping[str, Any], *, weightless: bool) -> JOB:
         """A model's extraction job: the stage's resources, then the model's own ``resources:``."""
         job = {**self.stages["extract"], **(model.get("resources") or {})}
-        if weightless:
-            job["gpu"] = 0  # baselines, the oracle and noise compute on the CPU whatever the config says
-        return job
+        return _without_gpu(job) if weightless else job  # baselines, the oracle, noise: CPU, whatever is set
 
     def probe(self, kind: str, settings: Mapping[str, Any], *, torch_kind: bool) -> JOB:
         """A probe job of ``kind``: a GPU only for a torch kind whose ``device`` may be a GPU."""
         job = dict(self.probe_kinds.get(kind, PROBE_DEFAULTS["light"]))
         if not torch_kind or settings.get("device", "auto") == "cpu":
-            job["gpu"] = 0
+            return _without_gpu(job)
         return job
+
+
+def _without_gpu(job: JOB) -> JOB:
+    """``job`` asking for no GPU by any route: no ``gpu``, no ``gpu_model``, no ``gres`` naming a GPU (the
+    recipe for clusters that take only --gres sets it next to ``gpu: 0``)."""
+    return {**{key: value for key, value in job.items()
+               if key != "gpu_model" and not (key == "gres" and "gpu" in str(value))}, "gpu": 0}
 
 
 def resource_keys(jobs: list[JOB]) -> list[str]:

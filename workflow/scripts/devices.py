@@ -151,14 +151,14 @@ def claim_devices(job: Any, log: logging.Logger, environ: MutableMapping[str, st
     """
     environ = os.environ if environ is None else environ
     _check_cuda_not_started()
+    if environ.get("SLURM_JOB_ID"):  # Slurm gave the job its GPUs, by --gpus or by a gres with gpu: 0
+        log.info("GPU slot: Slurm's (job %s): %s=%s", environ["SLURM_JOB_ID"], VARIABLE, environ.get(VARIABLE, "unset"))
+        return None
     count = requested_gpus(job)
     if count <= 0:
         environ[VARIABLE] = ""  # a job that declares no GPU never grabs one
         log.info("GPU slot: none (gpu=0): %s=''", VARIABLE)
         return []
-    if environ.get("SLURM_JOB_ID"):
-        log.info("GPU slot: Slurm's (job %s): %s=%s", environ["SLURM_JOB_ID"], VARIABLE, environ.get(VARIABLE, "unset"))
-        return None
     devices, origin = device_list(job.config.get("gpu_devices"), environ)
     if devices is None:
         log.info("GPU slot: no GPU known (no gpu_devices in the config, no %s, no nvidia-smi): %s left %s",
