@@ -16,7 +16,7 @@ DATA = "results/data/{dataset}.zarr"
 FEATURES = "results/features/{dataset}/{model}/{timestep}/shard-{shard}.zarr"
 # One small file per cached array listing its shards: probe jobs depend on it instead of on every shard,
 # which keeps a paper-scale DAG (hundreds of shards per array) small and fast to build.
-FEATURE_INDEX = "results/features/{dataset}/{model}/{timestep}/shards.json"
+FEATURE_INDEX = "results/features/{dataset}/{model}/{timestep}/shards.txt"
 PROBE = "results/probes/{dataset}/{task}/{source}/{probe}"
 
 

@@ -1,4 +1,3 @@
-import json
 import os
 import re
 import sys
@@ -69,12 +68,6 @@ def per_job_resources(keys, job_of):
         return lambda wildcards: job_of(wildcards).get(key)
 
     return {key: resource(key) for key in keys}
-
-
-def write_feature_index(path, shards, log):
-    """The feature index: the shards of one cached array, in clip order (docs/stores.md)."""
-    Path(path).write_text(json.dumps({"shards": [str(shard) for shard in shards]}, indent=1) + "\n")
-    Path(log).write_text(f"{len(shards)} shard(s) listed in {path}\n")
 
 
 def log_path(stage, pattern):

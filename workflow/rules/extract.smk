@@ -42,9 +42,10 @@ for _model in PLAN.models.values():
 
 
 rule feature_index:
-    """List one cached array's shards once all of them are written (results/features/{dataset}/{model}/
-    {timestep}/shards.json): a probe job depends on this one file rather than on every shard, which keeps a
-    paper-scale DAG small. Runs inside Snakemake (no job start-up, no scheduler round-trip)."""
+    """List one cached array's shards, one path per line, once all of them are written (results/features/
+    {dataset}/{model}/{timestep}/shards.txt): a probe job depends on this one file rather than on every
+    shard, which keeps a paper-scale DAG small. A one-line shell command on the submitting host: no Python
+    start-up, no Snakefile parse, no scheduler round-trip."""
     localrule: True
     input:
         lambda wildcards: PLAN.shard_paths(wildcards.dataset, wildcards.model, wildcards.timestep),
@@ -58,5 +59,5 @@ rule feature_index:
         log_path("feature_index", "{dataset}/{model}/{timestep}"),
     benchmark:
         benchmark_path("feature_index", "{dataset}/{model}/{timestep}")
-    run:
-        write_feature_index(output[0], input, log[0])
+    shell:
+        "printf '%s\\n' {input:q} > {output:q} 2> {log:q}"
