@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -91,3 +92,14 @@ def evict(path: Path) -> None:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
+
+
+def find_snakemake() -> str:
+    """The snakemake next to this Python (the project's venv), else the one on PATH."""
+    local = Path(sys.executable).parent / "snakemake"
+    if local.exists():
+        return str(local)
+    found = shutil.which("snakemake")
+    if not found:
+        sys.exit("snakemake not found next to this Python or on PATH")
+    return found

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import yaml
 
-from benchlib import print_table
+from benchlib import find_snakemake, print_table
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = REPO / "profiles" / "slurm"
@@ -114,16 +114,6 @@ class Variant:
     cpu: float | None = None  # the machine's busy CPU-seconds during the run
     slurm_jobs: list[SlurmJob] = field(default_factory=list)
     own: dict[str, tuple[float, int]] = field(default_factory=dict)  # benchmark path -> (s, threads)
-
-
-def find_snakemake() -> str:
-    local = Path(sys.executable).parent / "snakemake"
-    if local.exists():
-        return str(local)
-    found = shutil.which("snakemake")
-    if not found:
-        sys.exit("snakemake not found next to this Python or on PATH")
-    return found
 
 
 def slurm_is_up() -> bool:

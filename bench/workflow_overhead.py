@@ -42,7 +42,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import print_table
+from benchlib import find_snakemake, print_table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,16 +55,6 @@ class JobRecord:
     cpu_seconds: float | None
     max_rss_mb: float | None
     finished: float  # mtime of the benchmark file
-
-
-def find_snakemake() -> str:
-    local = Path(sys.executable).parent / "snakemake"
-    if local.exists():
-        return str(local)
-    found = shutil.which("snakemake")
-    if not found:
-        sys.exit("snakemake not found next to this Python or on PATH")
-    return found
 
 
 def as_float(value: str | None) -> float | None:

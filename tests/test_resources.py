@@ -7,7 +7,8 @@ import copy
 
 import pytest
 
-from tests.test_workflow import SMALL_CONFIG, dry_run_jobs, snakemake
+from tests.test_profiles import dry_run_jobs
+from tests.test_workflow import SMALL_CONFIG, snakemake
 from workflow.planning.resources import DEFAULTS, PROBE_DEFAULTS
 
 TORCH_PROBES = {"light": {"models": ["wan", "pixels"], "dim": 16, "epochs": 1},
@@ -22,7 +23,9 @@ def config_with(**sections) -> dict:
 
 
 def jobs_of(tmp_path, config: dict) -> list[dict]:
-    return dry_run_jobs(snakemake(tmp_path, config, "-n"))
+    result = snakemake(tmp_path, config, "-n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return dry_run_jobs(result.stdout + result.stderr)
 
 
 def resources(job: dict) -> dict:

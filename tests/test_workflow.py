@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -73,24 +72,6 @@ def scheduled_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
         key = "extract" if rule.startswith("extract_") else rule
         jobs[key] = jobs.get(key, 0) + int(count)
     return jobs
-
-
-def dry_run_jobs(result: subprocess.CompletedProcess) -> list[dict[str, Any]]:
-    """Every job of a dry run (``snakemake -n``): its rule, wildcards, threads and resources as printed (jobs
-    of a group job are printed indented under it)."""
-    assert result.returncode == 0, result.stdout + result.stderr
-    blocks: list[tuple[str, dict[str, str]]] = []
-    for line in (result.stdout + result.stderr).splitlines():
-        rule = re.fullmatch(r"\s*(?:local)?rule (\w+):", line)
-        field = re.fullmatch(r"\s+(\w+): (.*)", line)
-        if rule:
-            blocks.append((rule.group(1), {}))
-        elif field and blocks:
-            blocks[-1][1].setdefault(field.group(1), field.group(2))
-    return [{"rule": rule, "threads": int(fields.get("threads", 1)),
-             "wildcards": dict(item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if item),
-             "resources": dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if item)}
-            for rule, fields in blocks if rule != "all"]
 
 
 @pytest.fixture(scope="module")
