@@ -75,9 +75,10 @@ def clip_bytes(extractor: Any, geometry: DatasetGeometry) -> int | None:
     return total
 
 
-def model_costs(plan: Any) -> list[ModelCost]:
+def model_costs(plan: Any, geometries: dict[str, DatasetGeometry] | None = None) -> list[ModelCost]:
     """Per model (and materialised fusion): sources, extraction and probe jobs, and feature-cache bytes."""
-    geometries = {name: dataset_geometry(d) for name, d in plan.datasets.items()}
+    if geometries is None:
+        geometries = {name: dataset_geometry(d) for name, d in plan.datasets.items()}
     probes = Counter(SourceId.parse(Path(path).parent.name).model for path in plan.probe_dirs())
     costs = []
     for name, model in plan.models.items():
@@ -109,8 +110,8 @@ def human_bytes(size: int | None) -> str:
 
 def format_plan(plan: Any) -> str:
     """The planning table: per model and in total, jobs and the estimated feature-cache size."""
-    costs = model_costs(plan)
     geometries = {name: dataset_geometry(d) for name, d in plan.datasets.items()}
+    costs = model_costs(plan, geometries)
     lines = ["Plan: feature cache (float16, before compression) and jobs per model", ""]
     for name, geometry in geometries.items():
         clips = sum(geometry.lengths.values())
