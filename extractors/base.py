@@ -8,18 +8,32 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from extractors.captures import OUTPUT, FeatureKey
+
 
 @dataclass
 class ClipFeatures:
-    """Features of one clip: ``layers[L]`` is (T', h, w, C); ``frame_index[t]`` the clip frame of t."""
+    """Features of one clip: ``layers[L]`` is the block output of layer L, (T', h, w, C); ``captures`` holds
+    the other captures (:mod:`extractors.captures`) by (layer, capture); ``frame_index[t]`` the clip frame
+    of feature frame t."""
 
     layers: dict[int, np.ndarray]
     frame_index: np.ndarray
+    captures: dict[FeatureKey, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[FeatureKey, np.ndarray], frame_index: np.ndarray) -> ClipFeatures:
+        return cls({layer: a for (layer, capture), a in arrays.items() if capture == OUTPUT}, frame_index,
+                   {key: a for key, a in arrays.items() if key[1] != OUTPUT})
+
+    def arrays(self) -> dict[FeatureKey, np.ndarray]:
+        """Every captured array by (layer, capture)."""
+        return {**{(layer, OUTPUT): a for layer, a in self.layers.items()}, **self.captures}
 
 
 class OptionError(ValueError):
@@ -41,9 +55,12 @@ class Extractor(ABC):
     takes_checkpoint: ClassVar[bool] = False
     frame_per_clip_frame: ClassVar[bool] = False  # one feature frame per clip frame, in order
     default_options: ClassVar[Mapping[str, Any]] = {}
+    captures_attention: ClassVar[bool] = False  # can capture attention q/k/v besides block outputs
+    presets: ClassVar[Mapping[str, Any]] = {}  # preset name -> extractors.presets.Preset
+    tiny_models: ClassVar[Mapping[str, dict[str, Any]]] = {}  # tiny random-init models (extractors.tiny_models)
 
     def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0,
-                 checkpoint: str | None = None) -> None:
+                 checkpoint: str | None = None, captures: tuple[str, ...] = (OUTPUT,)) -> None:
         if checkpoint is not None and not self.takes_checkpoint:
             raise OptionError(f"model {name!r} (family {self.family!r}) has no weights; remove 'checkpoint'")
         unknown = sorted(set(options) - set(self.default_options))
@@ -53,6 +70,10 @@ class Extractor(ABC):
         self.name = name
         self.options = {**self.default_options, **options}
         self.seed = seed
+        if not self.captures_attention and tuple(captures) != (OUTPUT,):
+            raise OptionError(f"model {name!r} (family {self.family!r}) captures block outputs only; "
+                              f"capture {list(captures)} needs a video diffusion family")
+        self.captures = tuple(captures)
         self.validate_options()
 
     def validate_options(self) -> None:
@@ -76,6 +97,10 @@ class Extractor(ABC):
     def named_layers(self) -> dict[str, tuple[int, ...]]:
         """Layer sets a config may name instead of listing indices (e.g. Qwen3-VL's ``deepstack``)."""
         return {}
+
+    def attention_heads(self) -> int | None:
+        """Heads of the self-attention whose q/k/v can be captured; None when the family captures none."""
+        return None
 
     def channels(self) -> int | None:
         """Channels of the stored features, when known without loading weights."""

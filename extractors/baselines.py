@@ -100,3 +100,6 @@ class RandomPatchExtractor(PatchGridBaseline):
             if index in layers:
                 captured[index] = hidden
         return ClipFeatures(captured, np.arange(len(frames)))
+
+
+EXTRACTORS = (PixelsExtractor, RandomPatchExtractor)

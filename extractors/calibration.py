@@ -117,3 +117,6 @@ class NoiseExtractor(CalibrationSource):
         noise = np.random.default_rng([self.seed, clip, 0x40153]).standard_normal(
             (len(frames), *grid, self.options["channels"]))
         return ClipFeatures({0: noise.astype(np.float32)}, np.arange(len(frames)))
+
+
+EXTRACTORS = (OracleExtractor, NoiseExtractor)

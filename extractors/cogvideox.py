@@ -19,9 +19,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import OptionError
-from extractors.diffusion import CheckpointError, DiffusionVideoExtractor, VideoFamilySpec
+from extractors.diffusion import DEFAULT_OPTIONS, CheckpointError, DiffusionVideoExtractor, NoiseLevel, VideoFamily
+from extractors.presets import Preset
 
-# --- tiny random-init models (registered in extractors.tiny_models.TINY_MODELS) -------------------------
+# --- tiny random-init models (built by extractors.tiny_models.build_tiny_model) ------------------------
 
 _COGVIDEOX_VAE = ("AutoencoderKLCogVideoX", {
     "block_out_channels": [8, 8, 8, 8], "latent_channels": 4, "layers_per_block": 1, "norm_num_groups": 2,
@@ -68,26 +69,45 @@ COGVIDEOX_TINY: dict[str, dict[str, Any]] = {
 }
 
 
-# --- family specs --------------------------------------------------------------------------------------
+COGVIDEOX_OPTIONS = {**DEFAULT_OPTIONS, "frames": 49, "resolution": [480, 720],
+                     "max_text_tokens": 226}  # the pipelines' max_sequence_length and the 2B's table size
 
-class CogVideoXT2VSpec(VideoFamilySpec):
+
+def cogvideox_preset(hub_id: str, family: str, blocks: int, channels: int) -> Preset:
+    """The paper's CogVideoX probing: layers 18 and 20 at timestep 250 (its "index 749" of the DDIM
+    schedule), 49 frames at 480x720."""
+    return Preset(family, hub_id, blocks, channels, (18, 20), timestep=250,
+                  options={"frames": 49, "resolution": [480, 720], "max_text_tokens": 226})
+
+
+# --- families ------------------------------------------------------------------------------------------
+
+class CogVideoXT2V(VideoFamily):
     """CogVideoX text-to-video: T5 text encoder, causal 3-D VAE (x4 time, x8 space), patch 2 (1 in time)."""
 
+    family: ClassVar[str] = "cogvideox-t2v"
+    description: ClassVar[str] = "CogVideoX text-to-video (CogVideoXTransformer3DModel; 2b sin-cos, 5b rotary)"
     pipeline: ClassVar[str] = "CogVideoXPipeline"
-    components: ClassVar[tuple[str, ...]] = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
-    blocks_attr: ClassVar[str] = "transformer_blocks"
-    num_layers_key: ClassVar[str] = "num_layers"
+    block_lists: ClassVar[tuple[str, ...]] = ("transformer_blocks",)
     spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
+    default_options = COGVIDEOX_OPTIONS
+    presets = {
+        "CogVideoX-2b": cogvideox_preset("THUDM/CogVideoX-2b", "cogvideox-t2v", 30, 1920),
+        "CogVideoX-5b": cogvideox_preset("THUDM/CogVideoX-5b", "cogvideox-t2v", 42, 3072),
+    }
+    tiny_models = {name: COGVIDEOX_TINY[name] for name in ("tiny-cogvideox-t2v", "tiny-cogvideox-rope")}
     latent_channel_factor: ClassVar[int] = 1  # transformer in_channels = factor x VAE latent channels
     other_family: ClassVar[str] = "cogvideox-i2v"  # named in the error for a checkpoint of the other kind
 
     @classmethod
-    def check_checkpoint(cls, model: str, options: dict[str, Any], checkpoint: Any) -> None:
+    def check_checkpoint(cls, extractor: DiffusionVideoExtractor) -> None:
         """What the configs must say for this family to run as the pipeline does (no weights loaded)."""
+        super().check_checkpoint(extractor)
+        model, options, checkpoint = extractor.name, extractor.options, extractor.checkpoint
         try:
-            transformer = checkpoint.config("transformer")
-            vae = checkpoint.config("vae")
-            checkpoint.config("text_encoder")  # a missing folder fails here, not after loading the encoder
+            transformer = extractor.component_config("transformer")
+            vae = extractor.component_config("vae")
+            extractor.component_config("text_encoder")  # a missing folder fails here, not after loading it
         except CheckpointError as err:
             raise OptionError(f"model {model!r}: {err}") from None
 
@@ -130,8 +150,9 @@ class CogVideoXT2VSpec(VideoFamilySpec):
         return int(transformer.get("patch_size_t") or 1), patch, patch
 
     @staticmethod
-    def encode_video(vae: Any, video: Any) -> Any:
+    def encode_video(extractor: DiffusionVideoExtractor, video: Any) -> Any:
         """Posterior mean times ``scaling_factor``, permuted to (B, F, C, H, W) as the pipelines hold latents."""
+        vae = extractor.vae
         z = vae.encode(video).latent_dist.mode()
         return (z * vae.config.scaling_factor).permute(0, 2, 1, 3, 4)
 
@@ -155,31 +176,34 @@ class CogVideoXT2VSpec(VideoFamilySpec):
                 height * scale, width * scale, frames, extractor.device)
         return cache[frames, height, width]
 
-    @staticmethod
-    def clip_conditioning(extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
-        """Per-clip inputs besides the noisy latents, computed once per clip (none for text-to-video)."""
-        return {}
-
     @classmethod
-    def forward(cls, extractor: DiffusionVideoExtractor, noisy: Any, timestep: int,
+    def forward(cls, extractor: DiffusionVideoExtractor, transformer: Any, noisy: Any, level: NoiseLevel,
                 clip_inputs: dict[str, Any]) -> Any:
         """The pipeline's transformer call for one step; returns the transformer's output tuple."""
         import torch
 
-        config = extractor.transformer.config
+        config = transformer.config
         condition = clip_inputs.get("condition")  # I2V: concatenated on channels, as the pipeline does
         inputs = {"hidden_states": noisy if condition is None else torch.cat([noisy, condition], dim=2)}
         if config.use_rotary_positional_embeddings:
             inputs["image_rotary_emb"] = cls.rotary_embeddings(extractor, noisy.shape)
         if config.ofs_embed_dim is not None:  # as CogVideoXImageToVideoPipeline passes it
             inputs["ofs"] = noisy.new_full((1,), fill_value=2.0)
-        return extractor.transformer(**inputs, encoder_hidden_states=extractor.text,
-                                     timestep=torch.tensor([int(timestep)], dtype=torch.long, device=noisy.device),
-                                     return_dict=False)
+        return transformer(**inputs, encoder_hidden_states=extractor.prompt["encoder_hidden_states"],
+                           timestep=torch.tensor([int(level.fed)], dtype=torch.long, device=noisy.device),
+                           return_dict=False)
 
-    @staticmethod
-    def block_tokens(output: Any) -> Any:
+    @classmethod
+    def block_tokens(cls, extractor: DiffusionVideoExtractor, output: Any, block_list: str) -> Any:
         return output[0]  # (video_tokens (B, F'h'w', D), text_tokens): raster order over (frame, row, column)
+
+    @classmethod
+    def attention_tokens(cls, extractor: DiffusionVideoExtractor, value: Any, block_list: str) -> Any:
+        """CogVideoX attends over [text; video]: q/k come normalised per head as (B, H, S + N, D), v as
+        (B, S + N, H*D); the S text tokens come first and are dropped."""
+        text = extractor.prompt["encoder_hidden_states"].shape[1]
+        tokens = value.transpose(1, 2).flatten(2) if value.dim() == 4 else value
+        return tokens[:, text:]
 
     @staticmethod
     def latent_grid(latent_shape: tuple[int, ...], config: Any) -> tuple[int, int, int]:
@@ -189,10 +213,14 @@ class CogVideoXT2VSpec(VideoFamilySpec):
         return -(-frames // p_t), height // p, width // p
 
 
-class CogVideoXI2VSpec(CogVideoXT2VSpec):
+class CogVideoXI2V(CogVideoXT2V):
     """CogVideoX image-to-video: the first frame's latents, zero-padded in time, concatenated on channels."""
 
+    family: ClassVar[str] = "cogvideox-i2v"
+    description: ClassVar[str] = "CogVideoX image-to-video, conditioned on the clip's first frame"
     pipeline: ClassVar[str] = "CogVideoXImageToVideoPipeline"
+    presets = {"CogVideoX-5b-I2V": cogvideox_preset("THUDM/CogVideoX-5b-I2V", "cogvideox-i2v", 42, 3072)}
+    tiny_models = {"tiny-cogvideox-i2v": COGVIDEOX_TINY["tiny-cogvideox-i2v"]}
     latent_channel_factor: ClassVar[int] = 2
     other_family: ClassVar[str] = "cogvideox-t2v"
 
@@ -219,20 +247,12 @@ class CogVideoXI2VSpec(CogVideoXT2VSpec):
 
 # --- extractors ----------------------------------------------------------------------------------------
 
-_COGVIDEOX_OPTIONS = {**DiffusionVideoExtractor.default_options, "frames": 49, "resolution": [480, 720],
-                      "max_text_tokens": 226}  # the pipelines' max_sequence_length and the 2B's table size
-
-
 class CogVideoXT2VExtractor(DiffusionVideoExtractor):
-    family = "cogvideox-t2v"
-    family_spec = CogVideoXT2VSpec
-    default_options = _COGVIDEOX_OPTIONS
-
-    def validate_options(self) -> None:
-        super().validate_options()
-        self.family_spec.check_checkpoint(self.name, self.options, self.checkpoint)
+    family_spec = CogVideoXT2V
 
 
-class CogVideoXI2VExtractor(CogVideoXT2VExtractor):
-    family = "cogvideox-i2v"
-    family_spec = CogVideoXI2VSpec
+class CogVideoXI2VExtractor(DiffusionVideoExtractor):
+    family_spec = CogVideoXI2V
+
+
+EXTRACTORS = (CogVideoXT2VExtractor, CogVideoXI2VExtractor)

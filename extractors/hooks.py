@@ -6,7 +6,7 @@ as the deepest of them, and the hooks are removed whatever happens.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +32,29 @@ def capture_blocks(blocks: Sequence[Any], layers: tuple[int, ...], output_of: Ca
         return record
 
     handles = [blocks[i].register_forward_hook(hook(i)) for i in layers]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_modules(requests: Sequence[tuple[Any, Hashable, Callable[[Any], Any]]], stop_after: Any):
+    """Record ``convert(output)`` of each ``(module, key, convert)`` request under ``key``; stop the forward
+    after ``stop_after`` has run (its own requests recorded first). Yields the dict the captures land in."""
+    captured: dict[Hashable, Any] = {}
+
+    def hook(key: Hashable, convert: Callable[[Any], Any]):
+        def record(_module, _inputs, output):
+            captured[key] = convert(output).detach()
+        return record
+
+    def stop(_module, _inputs, _output):
+        raise StopForward
+
+    handles = [module.register_forward_hook(hook(key, convert)) for module, key, convert in requests]
+    handles.append(stop_after.register_forward_hook(stop))  # last: runs after the block's own captures
     try:
         yield captured
     finally:

@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import OptionError
-from extractors.imaging import normalise_uint8, resize_uint8
 from extractors.hooks import capture_blocks, first_output, run_until_deepest
+from extractors.imaging import normalise_uint8, resize_uint8
+from extractors.presets import vlm_preset
 from extractors.vlm import LanguageModelRoute, VisionLanguageExtractor
 
 TOWER_KEY_MAPPING = {r"^(model\.)?vision_tower\.": ""}
@@ -45,6 +46,16 @@ def _pair(value: Any) -> tuple[int, int]:
 
 class InternVLExtractor(VisionLanguageExtractor):
     family = "internvl"
+    tiny_models = INTERNVL_TINY
+    # Through the transformers-native conversions (-hf / -HF), never trust_remote_code. The paper's layer:
+    # hidden_states[18] for InternVL3, [22] for InternVL3.5.
+    presets = {
+        "InternVL3-1B": vlm_preset("OpenGVLab/InternVL3-1B-hf", "internvl", 24, 896, 18),
+        "InternVL3-2B": vlm_preset("OpenGVLab/InternVL3-2B-hf", "internvl", 28, 1536, 18),
+        "InternVL3-8B": vlm_preset("OpenGVLab/InternVL3-8B-hf", "internvl", 28, 3584, 18),
+        "InternVL3.5-4B": vlm_preset("OpenGVLab/InternVL3_5-4B-HF", "internvl", 36, 2560, 22),
+        "InternVL3.5-8B": vlm_preset("OpenGVLab/InternVL3_5-8B-HF", "internvl", 36, 4096, 22),
+    }
     tower_depth_key = "num_hidden_layers"
     default_options: ClassVar[dict[str, Any]] = {
         **VisionLanguageExtractor.default_options,
@@ -122,3 +133,6 @@ class InternVLExtractor(VisionLanguageExtractor):
         inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
                   "pixel_values": self.pixel_values(images)}
         return inputs, grid
+
+
+EXTRACTORS = (InternVLExtractor,)

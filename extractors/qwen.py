@@ -20,6 +20,7 @@ import numpy as np
 
 from extractors.base import OptionError
 from extractors.hooks import capture_blocks, first_output, run_until_deepest
+from extractors.presets import vlm_preset
 from extractors.qwen_preprocess import QwenPatchifier
 from extractors.vlm import LanguageModelRoute, VisionLanguageExtractor
 
@@ -213,6 +214,11 @@ class Qwen25VLExtractor(QwenVLExtractor):
     preprocessing = "qwen2_5_vl"
     window_ordered = True
     default_system_prompt = "You are a helpful assistant."  # Qwen2.5-VL's chat template adds it when none is given
+    tiny_models = {"tiny-qwen2.5-vl": QWEN_TINY["tiny-qwen2.5-vl"]}
+    presets = {  # the paper's layer: hidden_states[21]
+        "Qwen2.5-VL-3B": vlm_preset("Qwen/Qwen2.5-VL-3B-Instruct", "qwen2.5-vl", 36, 2048, 21),
+        "Qwen2.5-VL-7B": vlm_preset("Qwen/Qwen2.5-VL-7B-Instruct", "qwen2.5-vl", 28, 3584, 21),
+    }
 
 
 class Qwen3VLExtractor(QwenVLExtractor):
@@ -223,8 +229,17 @@ class Qwen3VLExtractor(QwenVLExtractor):
     model_class = "Qwen3VLForConditionalGeneration"
     tower_class = "Qwen3VLVisionModel"
     preprocessing = "qwen3_vl"
+    tiny_models = {"tiny-qwen3-vl": QWEN_TINY["tiny-qwen3-vl"]}
+    presets = {  # the paper's layer: hidden_states[22]
+        "Qwen3-VL-2B": vlm_preset("Qwen/Qwen3-VL-2B-Instruct", "qwen3-vl", 28, 2048, 22),
+        "Qwen3-VL-4B": vlm_preset("Qwen/Qwen3-VL-4B-Instruct", "qwen3-vl", 36, 2560, 22),
+        "Qwen3-VL-8B": vlm_preset("Qwen/Qwen3-VL-8B-Instruct", "qwen3-vl", 36, 4096, 22),
+    }
 
     def named_layers(self) -> dict[str, tuple[int, ...]]:
         if self.language_route:
             return {}
         return {"deepstack": tuple(int(i) for i in self.vision.get("deepstack_visual_indexes", ()))}
+
+
+EXTRACTORS = (Qwen25VLExtractor, Qwen3VLExtractor)

@@ -15,42 +15,14 @@ from typing import Any
 
 TINY_ROOT = Path("resources/models")
 
-_WAN = {
-    "pipeline": "WanPipeline",
-    "transformer": ("WanTransformer3DModel", {
-        "patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 4,
-        "out_channels": 4, "text_dim": 16, "freq_dim": 32, "ffn_dim": 32, "num_layers": 3, "cross_attn_norm": True,
-        "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32}),
-    "vae": ("AutoencoderKLWan", {
-        "base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 1,
-        "temperal_downsample": [False, True, True], "latents_mean": [0.0] * 4, "latents_std": [1.0] * 4}),
-    "scheduler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0, "num_train_timesteps": 1000}),
-    "text_encoder": ("UMT5EncoderModel", {
-        "vocab_size": 32, "d_model": 16, "d_kv": 4, "d_ff": 32, "num_layers": 1, "num_heads": 2,
-        "relative_attention_num_buckets": 8}),
-}
+def _collect() -> dict[str, dict[str, Any]]:
+    from extractors.registry import families
 
-_WAN_I2V = {
-    **_WAN,
-    "pipeline": "WanImageToVideoPipeline",
-    # noisy latents (4) + first-frame mask (4 = temporal compression) + condition latents (4)
-    "transformer": ("WanTransformer3DModel", {**_WAN["transformer"][1], "in_channels": 12, "image_dim": 32,
-                                              "added_kv_proj_dim": 24}),
-    "image_encoder": ("CLIPVisionModel", {
-        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "image_size": 32, "patch_size": 16, "projection_dim": 16}),
-    "image_processor": ("CLIPImageProcessor", {
-        "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}),
-}
+    return {name: spec for cls in families().values() for name, spec in cls.tiny_models.items()}
 
-# Other families' tiny configs live beside their extractors.
-from extractors.cogvideox import COGVIDEOX_TINY  # noqa: E402
-from extractors.internvl import INTERNVL_TINY  # noqa: E402
-from extractors.qwen import QWEN_TINY  # noqa: E402
-from extractors.towers import TOWER_TINY  # noqa: E402
 
-TINY_MODELS: dict[str, dict[str, Any]] = {"tiny-wan-t2v": _WAN, "tiny-wan-i2v": _WAN_I2V, **COGVIDEOX_TINY,
-                                          **QWEN_TINY, **INTERNVL_TINY, **TOWER_TINY}
+# Each family's tiny models live beside its class (``tiny_models``); this is their union.
+TINY_MODELS: dict[str, dict[str, Any]] = _collect()
 
 
 def tiny_model_name(location: str) -> str | None:
@@ -85,7 +57,8 @@ def expected_files(name: str) -> dict[str, dict[str, Any]]:
             continue  # preprocessor_config.json, which extractors never read from a pipeline
         config_file = "scheduler_config.json" if component == "scheduler" else "config.json"
         class_name, config = spec[component]
-        named = {"architectures": [class_name]} if _library(component) == "transformers" else {"_class_name": class_name}
+        transformers = _library(component) == "transformers"
+        named = {"architectures": [class_name]} if transformers else {"_class_name": class_name}
         files[f"{component}/{config_file}"] = {**named, **config}
     return files
 

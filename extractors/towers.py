@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extractors.base import OptionError
-from extractors.imaging import normalise_uint8, resize_uint8
 from extractors.hooks import capture_blocks, first_output, run_until_deepest
+from extractors.imaging import normalise_uint8, resize_uint8
+from extractors.presets import tower_preset
 from extractors.vlm import ImageSequenceExtractor
 
 _VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2,
@@ -105,6 +106,8 @@ class SiglipExtractor(VisionTowerExtractor):
     prefix_tokens = 0
     default_mean = default_std = (0.5, 0.5, 0.5)
     default_resample = PIL_BICUBIC
+    tiny_models = {"tiny-siglip": TOWER_TINY["tiny-siglip"]}
+    presets = {"SigLIP2-so400m-384": tower_preset("google/siglip2-so400m-patch14-384", "siglip", 27, 1152)}
 
 
 class ClipExtractor(VisionTowerExtractor):
@@ -115,3 +118,8 @@ class ClipExtractor(VisionTowerExtractor):
     default_mean = (0.48145466, 0.4578275, 0.40821073)
     default_std = (0.26862954, 0.26130258, 0.27577711)
     default_resample = PIL_BICUBIC
+    tiny_models = {"tiny-clip": TOWER_TINY["tiny-clip"]}
+    presets = {"CLIP-ViT-L-14": tower_preset("openai/clip-vit-large-patch14", "clip", 24, 1024)}
+
+
+EXTRACTORS = (SiglipExtractor, ClipExtractor)

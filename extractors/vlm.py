@@ -103,11 +103,12 @@ class ImageSequenceExtractor(Extractor):
         "attn_implementation": None,  # passed to from_pretrained, e.g. flash_attention_2 on GPUs that have it
     }
 
-    def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0, checkpoint: str | None = None) -> None:
+    def __init__(self, name: str, options: Mapping[str, Any], *, seed: int = 0, checkpoint: str | None = None,
+                 captures: tuple[str, ...] = ("output",)) -> None:
         self.checkpoint = open_model_checkpoint(name, self.family, checkpoint, open_transformers_checkpoint,
                                                 "transformers model")
         self.input_grid: dict[str, Any] = {}
-        super().__init__(name, options, seed=seed, checkpoint=checkpoint)
+        super().__init__(name, options, seed=seed, checkpoint=checkpoint, captures=captures)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -1,8 +1,6 @@
-"""Wan2.1 (diffusers) as a feature source: the family's pieces of the recipe in :mod:`extractors.diffusion`.
-
-A family is a small class of static facts and hooks: which components it needs, where its blocks are, how
-its pipeline encodes the prompt and normalises VAE latents, how its transformer is called and lays out
-tokens, and which clip frame each latent frame starts at. Nothing branches on model names.
+"""Wan2.1 (diffusers) as a feature source: its :class:`~extractors.diffusion.VideoFamily`, presets and tiny
+models. The recipe itself is :class:`~extractors.diffusion.DiffusionVideoExtractor`; nothing here branches
+on model names.
 """
 
 from __future__ import annotations
@@ -11,17 +9,62 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from extractors.diffusion import DiffusionVideoExtractor, VideoFamilySpec
+from extractors.diffusion import DEFAULT_OPTIONS, DiffusionVideoExtractor, NoiseLevel, VideoFamily
+from extractors.presets import Preset
+
+# --- tiny random-init models (built by extractors.tiny_models.build_tiny_model) ------------------------
+
+WAN_TINY_T2V: dict[str, Any] = {
+    "pipeline": "WanPipeline",
+    "transformer": ("WanTransformer3DModel", {
+        "patch_size": [1, 2, 2], "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": 4,
+        "out_channels": 4, "text_dim": 16, "freq_dim": 32, "ffn_dim": 32, "num_layers": 3, "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32}),
+    "vae": ("AutoencoderKLWan", {
+        "base_dim": 8, "z_dim": 4, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 1,
+        "temperal_downsample": [False, True, True], "latents_mean": [0.0] * 4, "latents_std": [1.0] * 4}),
+    "scheduler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0, "num_train_timesteps": 1000}),
+    "text_encoder": ("UMT5EncoderModel", {
+        "vocab_size": 32, "d_model": 16, "d_kv": 4, "d_ff": 32, "num_layers": 1, "num_heads": 2,
+        "relative_attention_num_buckets": 8}),
+}
+
+WAN_TINY_I2V: dict[str, Any] = {
+    **WAN_TINY_T2V,
+    "pipeline": "WanImageToVideoPipeline",
+    # noisy latents (4) + first-frame mask (4 = temporal compression) + condition latents (4)
+    "transformer": ("WanTransformer3DModel", {**WAN_TINY_T2V["transformer"][1], "in_channels": 12, "image_dim": 32,
+                                              "added_kv_proj_dim": 24}),
+    "image_encoder": ("CLIPVisionModel", {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "image_size": 32, "patch_size": 16, "projection_dim": 16}),
+    "image_processor": ("CLIPImageProcessor", {
+        "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}),
+}
+
+WAN_OPTIONS = {**DEFAULT_OPTIONS, "frames": 81, "resolution": [480, 832], "max_text_tokens": 512}
 
 
-class WanT2VSpec(VideoFamilySpec):
+def wan_preset(hub_id: str, family: str, blocks: int, channels: int, **options: Any) -> Preset:
+    """The paper's Wan probing: layers 18 and 20 at timestep 500 (its "index 749"), 81 frames at 480x832."""
+    return Preset(family, hub_id, blocks, channels, (18, 20), timestep=500,
+                  options={"frames": 81, "resolution": [480, 832], "max_text_tokens": 512, **options})
+
+
+# --- families ------------------------------------------------------------------------------------------
+
+class WanT2V(VideoFamily):
     """Wan2.1 text-to-video: UMT5 text encoder, causal 3-D VAE (x4 time, x8 space), patch (1, 2, 2)."""
 
+    family: ClassVar[str] = "wan-t2v"
+    description: ClassVar[str] = "Wan2.1 text-to-video (WanTransformer3DModel)"
     pipeline: ClassVar[str] = "WanPipeline"
-    components: ClassVar[tuple[str, ...]] = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
-    blocks_attr: ClassVar[str] = "blocks"
-    num_layers_key: ClassVar[str] = "num_layers"
-    spatial_multiple: ClassVar[int] = 16  # VAE x8 then patch x2
+    default_options = WAN_OPTIONS
+    presets = {
+        "Wan2.1-T2V-1.3B": wan_preset("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan-t2v", 30, 1536),
+        "Wan2.1-T2V-14B": wan_preset("Wan-AI/Wan2.1-T2V-14B-Diffusers", "wan-t2v", 40, 5120),
+    }
+    tiny_models = {"tiny-wan-t2v": WAN_TINY_T2V}
 
     @staticmethod
     def vae_compression(vae: dict[str, Any]) -> tuple[int, int]:
@@ -35,80 +78,78 @@ class WanT2VSpec(VideoFamilySpec):
         return int(p_t), int(p_h), int(p_w)
 
     @staticmethod
-    def encode_video(vae: Any, video: Any) -> Any:
+    def encode_video(extractor: DiffusionVideoExtractor, video: Any) -> Any:
         """Posterior mean, normalised per channel as WanPipeline does: (z - mean) / std."""
         import torch
 
+        vae = extractor.vae
         z = vae.encode(video).latent_dist.mode()
         shape = (1, vae.config.z_dim, 1, 1, 1)
         mean = torch.tensor(vae.config.latents_mean).view(shape).to(z)
         std = torch.tensor(vae.config.latents_std).view(shape).to(z)
         return (z - mean) / std
 
-    @staticmethod
-    def load_conditioning(extractor: DiffusionVideoExtractor) -> dict[str, Any]:
-        """Models needed for per-clip conditioning, loaded once per job (none for text-to-video)."""
-        return {}
-
-    @staticmethod
-    def clip_conditioning(extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
-        """Per-clip inputs besides the noisy latents, computed once per clip (none for text-to-video)."""
-        return {}
-
-    @staticmethod
-    def forward(extractor: DiffusionVideoExtractor, noisy: Any, timestep: int, clip_inputs: dict[str, Any]) -> None:
+    @classmethod
+    def forward(cls, extractor: DiffusionVideoExtractor, transformer: Any, noisy: Any, level: NoiseLevel,
+                clip_inputs: dict[str, Any]) -> Any:
         import torch
 
         condition = clip_inputs.get("condition")
         hidden = noisy if condition is None else torch.cat([noisy, condition], dim=1)
-        extractor.transformer(hidden_states=hidden, timestep=torch.tensor([float(timestep)], device=noisy.device),
-                              encoder_hidden_states=extractor.text,
-                              encoder_hidden_states_image=clip_inputs.get("image_embeds"), return_dict=False)
+        return transformer(hidden_states=hidden, timestep=cls.timestep_input(level, noisy, transformer),
+                           encoder_hidden_states=extractor.prompt["encoder_hidden_states"],
+                           encoder_hidden_states_image=clip_inputs.get("image_embeds"), return_dict=False)
 
     @staticmethod
-    def block_tokens(output: Any) -> Any:
-        return output  # (B, F'h'w', D), raster order over (frame, row, column)
+    def timestep_input(level: NoiseLevel, noisy: Any, transformer: Any) -> Any:
+        """The (1,) timestep tensor WanPipeline passes."""
+        import torch
 
-    @staticmethod
-    def latent_grid(latent_shape: tuple[int, ...], config: Any) -> tuple[int, int, int]:
-        p_t, p_h, p_w = config.patch_size
-        _, _, frames, height, width = latent_shape
-        return frames // p_t, height // p_h, width // p_w
+        return torch.tensor([level.fed], device=noisy.device)
 
 
-class WanI2VSpec(WanT2VSpec):
+class WanI2V(WanT2V):
     """Wan2.1 image-to-video: conditioned on the clip's first frame as WanImageToVideoPipeline does it —
     CLIP image embedding (penultimate hidden state) plus a mask and condition latents concatenated on
     channels with the noisy latents."""
 
+    family: ClassVar[str] = "wan-i2v"
+    description: ClassVar[str] = "Wan2.1 image-to-video, conditioned on the clip's first frame"
     pipeline: ClassVar[str] = "WanImageToVideoPipeline"
-    components: ClassVar[tuple[str, ...]] = WanT2VSpec.components + ("image_encoder", "image_processor")
+    components: ClassVar[tuple[str, ...]] = WanT2V.components + ("image_encoder", "image_processor")
+    presets = {"Wan2.1-I2V-14B-480P": wan_preset("Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", "wan-i2v", 40, 5120)}
+    tiny_models = {"tiny-wan-i2v": WAN_TINY_I2V}
 
-    @staticmethod
-    def load_conditioning(extractor: DiffusionVideoExtractor) -> dict[str, Any]:
-        checkpoint = extractor.checkpoint
-        encoder = checkpoint.load("image_encoder", torch_dtype=extractor.dtype).to(extractor.device).eval()
-        return {"image_encoder": encoder, "image_processor": checkpoint.load("image_processor")}
+    @classmethod
+    def load_conditioning(cls, extractor: DiffusionVideoExtractor) -> dict[str, Any]:
+        return {"image_encoder": extractor.load_component("image_encoder", torch_dtype=extractor.dtype),
+                "image_processor": extractor.load_component("image_processor")}
 
     @classmethod
     def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
         # The pipeline's own encode_image and prepare_latents, on a pipeline holding the parts they use.
         pipe = cls.light_pipeline(vae=extractor.vae, **extractor.conditioning)
-        first_frame = video[:, :, 0]  # (1, 3, H, W) in [-1, 1], as the pipeline's preprocessing gives it
-        height, width = first_frame.shape[-2:]
-        _, condition = pipe.prepare_latents(
-            first_frame, 1, num_channels_latents=extractor.vae.config.z_dim, height=height, width=width,
-            num_frames=video.shape[2], dtype=extractor.dtype, device=extractor.device,
-            latents=video.new_zeros(1))
+        _, condition = cls.prepare_condition(extractor, pipe, video)
         image_embeds = pipe.encode_image(frames[0], extractor.device).to(extractor.dtype)
         return {"condition": condition.to(extractor.dtype), "image_embeds": image_embeds}
 
+    @staticmethod
+    def prepare_condition(extractor: DiffusionVideoExtractor, pipe: Any, video: Any) -> tuple[Any, Any]:
+        """The pipeline's ``prepare_latents`` for the first frame: (latents, condition)."""
+        first_frame = video[:, :, 0]  # (1, 3, H, W) in [-1, 1], as the pipeline's preprocessing gives it
+        height, width = first_frame.shape[-2:]
+        return pipe.prepare_latents(
+            first_frame, 1, num_channels_latents=extractor.vae.config.z_dim, height=height, width=width,
+            num_frames=video.shape[2], dtype=extractor.dtype, device=extractor.device,
+            latents=video.new_zeros(1))
+
 
 class WanT2VExtractor(DiffusionVideoExtractor):
-    family = "wan-t2v"
-    family_spec = WanT2VSpec
+    family_spec = WanT2V
 
 
 class WanI2VExtractor(DiffusionVideoExtractor):
-    family = "wan-i2v"
-    family_spec = WanI2VSpec
+    family_spec = WanI2V
+
+
+EXTRACTORS = (WanT2VExtractor, WanI2VExtractor)

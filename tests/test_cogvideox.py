@@ -18,8 +18,8 @@ import torch
 from extractors.base import OptionError
 from extractors.cogvideox import (
     COGVIDEOX_TINY,
+    CogVideoXI2V,
     CogVideoXI2VExtractor,
-    CogVideoXI2VSpec,
     CogVideoXT2VExtractor,
 )
 from extractors.diffusion import noise_level
@@ -217,7 +217,8 @@ def test_last_block_tokens_through_the_output_head_give_the_model_output(loaded,
     grid = features.layers[last].shape[:3]
     assert grid == (3, 2, 3)  # 32x48 pixels -> 4x6 latents -> 2x3 tokens: rows before columns
     with torch.inference_mode():
-        (full,) = extractor.family_spec.forward(extractor, inputs["hidden_states"], 400, {})
+        (full,) = extractor.family_spec.forward(extractor, extractor.transformer, inputs["hidden_states"],
+                                                noise_level(extractor.scheduler, 400), {})
         tokens = torch.from_numpy(features.layers[last]).reshape(1, -1, features.layers[last].shape[-1])
         rebuilt = output_head(extractor.transformer, tokens, 400, grid)
     assert full.shape == (1, 3, 4, 4, 6)
@@ -329,7 +330,7 @@ def test_i2v_features_depend_on_the_first_frame_through_the_condition(loaded, mo
     torch.testing.assert_close(last_inputs["hidden_states"][:, :, 4:], inputs["hidden_states"][:, :, 4:])
 
     zeros = staticmethod(lambda vae, video, latent_frames: torch.zeros_like(inputs["hidden_states"][:, :, 4:]))
-    monkeypatch.setattr(CogVideoXI2VSpec, "condition_latents", zeros)
+    monkeypatch.setattr(CogVideoXI2V, "condition_latents", zeros)
     unconditioned = extractor.extract(frames, (1,), 500).layers[1]
     assert np.abs(unconditioned - base.layers[1]).max() > 1e-3
 

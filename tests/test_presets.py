@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from extractors.registry import FAMILIES, PRESETS, ModelConfigError, apply_preset
-from workflow.planning import validate_config
+from extractors.registry import ModelConfigError, apply_preset, families, presets
 from tests.conftest import REPO
+from workflow.planning import validate_config
+
+FAMILIES, PRESETS = families(), presets()
 
 
 def test_every_preset_names_a_registered_family() -> None:

@@ -85,7 +85,8 @@ def test_token_grid_matches_the_models_own_output_head(extractor: WanT2VExtracto
     noisy = torch.randn(1, 4, 3, 8, 8)
     last = len(transformer.blocks) - 1
     with torch.inference_mode():
-        tokens = extractor._forward(noisy, 500, (last,), None)[last]
+        level = noise_level(extractor.scheduler, 500)
+        tokens = extractor._forward(noisy, level, ((last, "output"),))[last, "output"]
         grid = spec.latent_grid(noisy.shape, transformer.config)
         cells = tokens.reshape(*grid, -1)  # the extractor's layout: (T', h, w, D)
         timestep = torch.tensor([500.0])

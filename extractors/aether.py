@@ -1,0 +1,3 @@
+"""Placeholder: the family is being added (issue 14)."""
+
+EXTRACTORS: tuple = ()
