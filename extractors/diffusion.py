@@ -225,6 +225,11 @@ class VideoFamily:
                               f"compresses time x{temporal}; this family expects x{cls.temporal_compression}")
 
     @classmethod
+    def open_checkpoint(cls, location: str) -> Checkpoint:
+        """The model's checkpoint (default: a diffusers pipeline directory with ``model_index.json``)."""
+        return Checkpoint(location)
+
+    @classmethod
     def component_checkpoint(cls, extractor: DiffusionVideoExtractor, component: str) -> Checkpoint:
         """The checkpoint ``component`` loads from: the model's own (Aether borrows parts of another)."""
         return extractor.checkpoint
@@ -344,7 +349,8 @@ class DiffusionVideoExtractor(Extractor):
 
     def __init__(self, name: str, options: dict[str, Any], *, seed: int = 0, checkpoint: str | None = None,
                  captures: tuple[str, ...] = (OUTPUT,)) -> None:
-        self.checkpoint = open_model_checkpoint(name, self.family, checkpoint, open_checkpoint, "diffusers pipeline")
+        self.checkpoint = open_model_checkpoint(name, self.family, checkpoint, self.family_spec.open_checkpoint,
+                                                "diffusers pipeline")
         super().__init__(name, options, seed=seed, checkpoint=checkpoint, captures=captures)
 
     def validate_options(self) -> None:

@@ -2,7 +2,10 @@
 
 Each entry is the config of a real diffusers pipeline, or of a real transformers model (key
 ``transformers``: class name and config), of the same classes the paper's checkpoints use, shrunk to run
-in seconds on a CPU. :func:`build_tiny_model` writes one with ``save_pretrained``; extractors then load it
+in seconds on a CPU. A pipeline entry maps each component to (class name, config), except the special keys:
+``pipeline`` (the pipeline class), ``pipeline_config`` (its own registered config, e.g. Wan2.2's
+``boundary_ratio``) and ``tokenizers`` (tokenizer component -> ``"module:function"`` building it; default:
+one word-level ``tokenizer``). :func:`build_tiny_model` writes one with ``save_pretrained``; extractors then load it
 through exactly the ``from_pretrained`` path real checkpoints take. Sources made from them are labelled
 random-init everywhere (``options: {random_init: true}`` in the config).
 """
@@ -48,8 +51,9 @@ def expected_files(name: str) -> dict[str, dict[str, Any]]:
     spec = TINY_MODELS[name]
     if "transformers" in spec:
         return {"config.json": tiny_transformers_config(name)}
-    components = [c for c in spec if c != "pipeline"]
-    index = {"_class_name": spec["pipeline"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+    components = [c for c in spec if c not in SPECIAL_KEYS]
+    index = {"_class_name": spec["pipeline"], **spec.get("pipeline_config", {}),
+             **{c: ["transformers", "PreTrainedTokenizerFast"] for c in _tokenizer_builders(spec)},
              **{c: [_library(c), spec[c][0]] for c in components}}
     files = {"model_index.json": index}
     for component in components:
@@ -105,11 +109,23 @@ def _tokenizer() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-TRANSFORMERS_COMPONENTS = ("text_encoder", "image_encoder", "image_processor")
+TRANSFORMERS_COMPONENTS = ("text_encoder", "text_encoder_2", "image_encoder", "image_processor")
+SPECIAL_KEYS = ("pipeline", "pipeline_config", "tokenizers")
 
 
 def _library(component: str) -> str:
     return "transformers" if component in TRANSFORMERS_COMPONENTS else "diffusers"
+
+
+def _tokenizer_builders(spec: dict[str, Any]) -> dict[str, str]:
+    return spec.get("tokenizers", {"tokenizer": "extractors.tiny_models:_tokenizer"})
+
+
+def _build_tokenizer(target: str) -> Any:
+    import importlib
+
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)()
 
 
 def _component(library: str, class_name: str, config: dict[str, Any]) -> Any:
@@ -138,13 +154,14 @@ def build_tiny_model(name: str, path: str | os.PathLike, seed: int = 0) -> Path:
         _build_tiny_transformers(name, partial)
         partial.rename(path)
         return path
-    parts = {"tokenizer": _tokenizer()}
+    parts = {component: _build_tokenizer(target) for component, target in _tokenizer_builders(spec).items()}
     for component, value in spec.items():
-        if component == "pipeline":
+        if component in SPECIAL_KEYS:
             continue
         class_name, config = value
         parts[component] = _component(_library(component), class_name, config)
-    pipeline = getattr(importlib.import_module("diffusers"), spec["pipeline"])(**parts)
+    pipeline_class = getattr(importlib.import_module("diffusers"), spec["pipeline"])
+    pipeline = pipeline_class(**parts, **spec.get("pipeline_config", {}))
     pipeline.save_pretrained(partial)
     partial.rename(path)
     return path
