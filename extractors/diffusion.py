@@ -239,6 +239,11 @@ class VideoFamily:
         """Family facts recorded on every store (e.g. Wan2.2's expert boundary)."""
         return {}
 
+    @classmethod
+    def timestep_attributes(cls, extractor: DiffusionVideoExtractor, level: NoiseLevel) -> dict[str, Any]:
+        """Facts of one timestep recorded on its store, besides sigma or alpha_bar (e.g. which expert ran)."""
+        return {}
+
     # --- loading and per-clip inputs ------------------------------------------------------------------
     @classmethod
     def light_pipeline(cls, **parts: Any) -> Any:
@@ -590,4 +595,5 @@ class DiffusionVideoExtractor(Extractor):
     def noise_attributes(self, timestep: int | None) -> dict[str, Any]:
         level = self.family_spec.noise_level(self, int(timestep), None)
         fed = {} if level.model_timestep is None else {"model_timestep": level.fed}
-        return {"timestep_meaning": self.family_spec.timestep_meaning, **level.attributes(), **fed}
+        return {"timestep_meaning": self.family_spec.timestep_meaning, **level.attributes(), **fed,
+                **self.family_spec.timestep_attributes(self, level)}
