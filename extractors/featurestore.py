@@ -1,8 +1,8 @@
 """The feature store ``results/features/{dataset}/{model}/{timestep}/shard-{k}.zarr`` (docs/stores.md).
 
 One store holds the clips of one extraction job: ``layer_{L}`` arrays of shape (clips, T', h, w, C) in
-float16, one chunk per feature frame and one Zarr shard per clip (one writer per shard), plus
-``clip_index`` (into the clip store), ``frame_index`` (the clip frame each feature frame stands for) and
+float16 (and ``layer_{L}.{capture}`` for attention captures, :mod:`extractors.captures`), one chunk per
+feature frame and one Zarr shard per clip (one writer per shard), plus ``clip_index`` (into the clip store), ``frame_index`` (the clip frame each feature frame stands for) and
 ``frame_count`` (the feature frames each clip has: a shorter clip has a prefix of ``frame_index``, a skipped
 clip none; rows past a clip's count are never read).
 Writing goes through :class:`~clipstore.resumable.ResumableStore`: crash-safe, resumable per clip, with the
@@ -30,14 +30,15 @@ from clipstore.store import read_frames
 from clipstore.verify import WRITE_EVERY_CHUNK, check_array, require_finite, shard_written
 from extractors import codecs
 from extractors.base import ClipFeatures
+from extractors.captures import OUTPUT, FeatureKey, array_name, feature_keys
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 FEATURE_DIMS = ("clip", "frame", "y", "x", "channel")
 FRAME_COUNT = "frame_count"
 
 
-def layer_key(layer: int) -> str:
-    return f"layer_{layer}"
+def layer_key(layer: int, capture: str = OUTPUT) -> str:
+    return array_name(layer, capture)
 
 
 def to_float16(values: np.ndarray, *, what: str, compression: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -61,18 +62,21 @@ class FeatureStoreWriter:
 
     def __init__(self, path: str | os.PathLike, *, clip_index: Sequence[int], layers: Sequence[int],
                  fingerprint: dict[str, Any], compression_level: int = 1,
-                 compression: Mapping[str, Any] | None = None) -> None:
+                 compression: Mapping[str, Any] | None = None, captures: Sequence[str] = (OUTPUT,)) -> None:
         """``compression``: a spec of :mod:`extractors.codecs` (None: lossless); ``compression_level`` is its
-        zstd level."""
+        zstd level. ``captures``: what is stored per layer (block outputs unless attention is asked for)."""
         self.clip_index = [int(c) for c in clip_index]
         self.layers = tuple(layers)
+        self.captures = tuple(captures)
+        self.keys = feature_keys(self.layers, self.captures)
         self.compression = codecs.normalise_compression(compression, owner=f"feature store {path}")
         self.compression_level = compression_level
         # A lossy store is another store: a partial or finished one written with other settings is discarded,
         # never resumed. Lossless adds nothing, so stores written before compression existed stay valid.
         lossy = {"compression": self.compression} if self.compression else {}
+        attention = {"captures": list(self.captures)} if self.captures != (OUTPUT,) else {}
         self.store = ResumableStore(path, {**fingerprint, "clip_index": self.clip_index,
-                                           "layers": list(self.layers), **lossy})
+                                           "layers": list(self.layers), **lossy, **attention})
         if not self.store.resumed:
             self.store.group.create_array(FRAME_COUNT, shape=(len(self.clip_index),), dtype="int64",
                                           chunks=(len(self.clip_index),), fill_value=0, dimension_names=("clip",))
@@ -87,14 +91,16 @@ class FeatureStoreWriter:
         group = self.store.group
         if "frame_index" in group.array_keys():
             return
-        for layer in self.layers:
-            frame_shape = features.layers[layer].shape[1:]
+        arrays = features.arrays()
+        for layer, capture in self.keys:
+            frame_shape = arrays[layer, capture].shape[1:]
             frames = len(features.frame_index)
             group.create_array(
-                layer_key(layer), shape=(len(self.clip_index), frames, *frame_shape), dtype="float16",
+                layer_key(layer, capture), shape=(len(self.clip_index), frames, *frame_shape), dtype="float16",
                 chunks=(1, 1, *frame_shape), shards=(1, frames, *frame_shape),
                 **codecs.array_codecs(self.compression, level=self.compression_level), fill_value=0.0,
-                dimension_names=FEATURE_DIMS, attributes={"layer": layer}, config=WRITE_EVERY_CHUNK,
+                dimension_names=FEATURE_DIMS, attributes={"layer": layer, "capture": capture},
+                config=WRITE_EVERY_CHUNK,
             )
         group.create_array("clip_index", data=np.asarray(self.clip_index, dtype=np.int64),
                            dimension_names=("clip",))
@@ -114,7 +120,9 @@ class FeatureStoreWriter:
 
     def _write_layers(self, position: int, features: ClipFeatures) -> None:
         clip = self.clip_index[position]
-        missing = [layer for layer in self.layers if layer not in features.layers]
+        arrays = features.arrays()
+        missing = [layer if capture == OUTPUT else f"{layer}.{capture}" for layer, capture in self.keys
+                   if (layer, capture) not in arrays]
         if missing:
             raise StoreError(f"clip {clip}: extractor returned no features for layer(s) {missing}")
         self._ensure_arrays(features)
@@ -125,14 +133,14 @@ class FeatureStoreWriter:
             given = np.asarray(features.frame_index).tolist()
             raise StoreError(f"clip {clip}: frame_index {given} is not a prefix of the first clip's "
                              f"{expected_frames.tolist()}")
-        for layer in self.layers:
-            target = self.store.array(layer_key(layer))
-            values = features.layers[layer]
+        for layer, capture in self.keys:
+            target = self.store.array(layer_key(layer, capture))
+            values = arrays[layer, capture]
+            what = f"clip {clip}, layer {layer}" + ("" if capture == OUTPUT else f" {capture}")
             if values.shape != (count, *target.shape[2:]):
-                raise StoreError(f"clip {clip}, layer {layer}: features of shape {values.shape}, "
-                                 f"expected {(count, *target.shape[2:])}")
+                raise StoreError(f"{what}: features of shape {values.shape}, expected {(count, *target.shape[2:])}")
             padded = np.zeros(target.shape[1:], dtype=np.float16)
-            padded[:count] = to_float16(values, what=f"clip {clip}, layer {layer}", compression=self.compression)
+            padded[:count] = to_float16(values, what=what, compression=self.compression)
             target[position] = padded
 
     def drop_snapshot(self) -> None:
@@ -150,8 +158,8 @@ class FeatureStoreWriter:
             self.store.group.create_array("frame_index", data=np.zeros(0, dtype=np.int64),
                                           dimension_names=("frame",))
         compression = codecs.describe(self.compression, level=self.compression_level)
-        return self.store.finish({**attributes, "layers": list(self.layers), "compression": compression},
-                                 keep_snapshot=keep_snapshot)
+        return self.store.finish({**attributes, "layers": list(self.layers), "captures": list(self.captures),
+                                  "compression": compression}, keep_snapshot=keep_snapshot)
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,7 @@ class _Shard:
     clip_index: np.ndarray
     frame_index: np.ndarray
     frame_count: np.ndarray | None  # None in a store written before frame counts: every clip full length
-    layers: dict[int, zarr.Array]  # absent when every clip of the shard was skipped
+    layers: dict[FeatureKey, zarr.Array]  # by (layer, capture); absent when every clip of the shard was skipped
 
 
 def _read_shard(path: Path, shard: zarr.Group) -> _Shard:
@@ -178,10 +186,10 @@ def _read_shard(path: Path, shard: zarr.Group) -> _Shard:
     if FRAME_COUNT in present:
         check_array(path, FRAME_COUNT, shard[FRAME_COUNT], "int64", (clips,))
         frame_count = shard[FRAME_COUNT][:]
-    layers = {layer: shard[layer_key(layer)] for layer in shard.attrs.get("layers", [])
-              if layer_key(layer) in present}
-    for layer, array in layers.items():
-        check_array(path, layer_key(layer), array, "float16", (clips, frames, None, None, None))
+    keys = feature_keys(shard.attrs.get("layers", []), shard.attrs.get("captures", [OUTPUT]))
+    layers = {key: shard[layer_key(*key)] for key in keys if layer_key(*key) in present}
+    for key, array in layers.items():
+        check_array(path, layer_key(*key), array, "float16", (clips, frames, None, None, None))
     return _Shard(shard["clip_index"][:], shard["frame_index"][:], frame_count, layers)
 
 
@@ -200,7 +208,7 @@ class FeatureStore:
     def _check_consistent(self) -> None:
         first = self.shards[0]
         for path, shard in zip(self.paths[1:], self.shards[1:], strict=True):
-            for key in ("model", "timestep", "layers"):
+            for key in ("model", "timestep", "layers", "captures"):
                 if shard.attrs.get(key) != first.attrs.get(key):
                     raise StoreError(f"{path}: attribute {key}={shard.attrs.get(key)!r} differs from "
                                      f"{self.paths[0]}'s {first.attrs.get(key)!r}")
@@ -217,6 +225,11 @@ class FeatureStore:
     @property
     def layers(self) -> list[int]:
         return list(self.attrs["layers"])
+
+    @property
+    def captures(self) -> list[str]:
+        """What each layer holds (``output``, attention captures); stores before captures: outputs only."""
+        return list(self.attrs.get("captures", [OUTPUT]))
 
     @cached_property
     def frame_index(self) -> np.ndarray:
@@ -249,15 +262,15 @@ class FeatureStore:
             raise StoreError(f"feature store {self.paths[0].parent}: clips {absent[:10]} were not extracted")
         return np.asarray([row_of[int(c)] for c in clips], dtype=np.int64)
 
-    def read(self, layer: int, rows: Sequence[int]) -> np.ndarray:
+    def read(self, layer: int, rows: Sequence[int], capture: str = OUTPUT) -> np.ndarray:
         """(len(rows), T', h, w, C) float16 of rows of :meth:`layer`, one shard read per clip."""
-        self._check_layer(layer)
-        return np.stack([self._array(shard, layer)[local] for shard, local in map(self._locate, rows)])
+        self._check_layer(layer, capture)
+        return np.stack([self._array(shard, layer, capture)[local] for shard, local in map(self._locate, rows)])
 
-    def read_frames(self, layer: int, clip: int, positions: Sequence[int]) -> np.ndarray:
+    def read_frames(self, layer: int, clip: int, positions: Sequence[int], capture: str = OUTPUT) -> np.ndarray:
         """(len(positions), h, w, C) float16: feature frames ``positions`` of clip-store clip ``clip``, reading
         only their chunks (one chunk per feature frame), or their span when it is small."""
-        self._check_layer(layer)
+        self._check_layer(layer, capture)
         row = self.rows_of([clip])[0]
         count = int(self.frame_counts[row])
         beyond = [int(p) for p in positions if not 0 <= int(p) < count]
@@ -265,12 +278,12 @@ class FeatureStore:
             raise StoreError(f"feature store {self.paths[0].parent}: clip {clip} has {count} feature frames "
                              f"(clip frames {self.frame_index[:count].tolist()}); feature frame(s) {beyond} asked")
         shard, local = self._locate(row)
-        array = self._array(shard, layer)
-        what = f"feature store {self.paths[shard]}: clip {clip}, layer {layer}"
-        if (shard, layer, local) not in self._written:
+        array = self._array(shard, layer, capture)
+        what = f"feature store {self.paths[shard]}: clip {clip}, {layer_key(layer, capture)}"
+        if (shard, layer, capture, local) not in self._written:
             if not shard_written(self.paths[shard], array, local):
                 raise StoreError(f"{what} is missing on disk (a damaged store: remove it and rerun its extraction)")
-            self._written.add((shard, layer, local))
+            self._written.add((shard, layer, capture, local))
         return require_finite(read_frames(array, [local], positions)[0], what)
 
     def _locate(self, row: int) -> tuple[int, int]:
@@ -278,27 +291,30 @@ class FeatureStore:
         shard = int(np.searchsorted(self._row_offsets, row, side="right")) - 1
         return shard, int(row - self._row_offsets[shard])
 
-    def _array(self, shard: int, layer: int) -> zarr.Array:
-        """Shard ``shard``'s layer array, opened once at open (complete stores never change)."""
-        return self._index[shard].layers[layer]
+    def _array(self, shard: int, layer: int, capture: str = OUTPUT) -> zarr.Array:
+        """Shard ``shard``'s array of (layer, capture), opened once at open (complete stores never change)."""
+        return self._index[shard].layers[layer, capture]
 
     @cached_property
     def _row_offsets(self) -> np.ndarray:
         """First row of each shard in :meth:`layer`'s clip order."""
         return np.cumsum([0] + [len(index.clip_index) for index in self._index])
 
-    def _check_layer(self, layer: int) -> None:
+    def _check_layer(self, layer: int, capture: str = OUTPUT) -> None:
         if layer not in self.layers:
             raise StoreError(f"feature store {self.paths[0].parent}: no layer {layer}; it has {self.layers}")
+        if capture not in self.captures:
+            raise StoreError(f"feature store {self.paths[0].parent}: no capture {capture!r}; it has {self.captures}")
 
-    def layer(self, layer: int) -> da.Array:
+    def layer(self, layer: int, capture: str = OUTPUT) -> da.Array:
         """Lazy (clips, T', h, w, C) float16 array over all shards, chunked one feature frame per chunk:
         the out-of-core view for Dask and xarray users (probes use :meth:`read`)."""
-        self._check_layer(layer)
-        full = next((index.layers[layer] for index in self._index if layer in index.layers), None)
+        self._check_layer(layer, capture)
+        key = (layer, capture)
+        full = next((index.layers[key] for index in self._index if key in index.layers), None)
         if full is None:
             raise StoreError(f"feature store {self.paths[0].parent}: every clip was skipped; no features")
-        return da.concatenate([da.from_zarr(index.layers[layer]) if layer in index.layers
+        return da.concatenate([da.from_zarr(index.layers[key]) if key in index.layers
                                else da.zeros((len(index.clip_index), *full.shape[1:]), dtype=full.dtype,
                                              chunks=full.chunks)
                                for index in self._index], axis=0)

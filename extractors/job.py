@@ -56,6 +56,7 @@ def run_extraction(*, clip_store: str | os.PathLike, outputs: dict[int | None, s
     extractor = model.build(seed)
     clips_store.require(extractor.inputs, needed_by=f"extraction of model {model.name!r}")
     writers = {t: FeatureStoreWriter(path, clip_index=clips, layers=model.layers, compression=model.compression,
+                                     captures=model.captures,
                                      fingerprint={"model": model.to_json(), "timestep": t, "seed": seed,
                                                   "dataset": dataset})
                for t, path in outputs.items()}

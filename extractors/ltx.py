@@ -39,7 +39,7 @@ LTX_SCHEDULER = ("FlowMatchEulerDiscreteScheduler", {
 
 LTX_TINY: dict[str, Any] = {
     "pipeline": "LTXPipeline",
-    "tokenizers": {"tokenizer": "extractors.ltx:t5_like_tokenizer"},
+    "tokenizers": {"tokenizer": "extractors.tiny_models:t5_tokenizer_with_eos"},
     "transformer": ("LTXVideoTransformer3DModel", {
         "in_channels": 8, "out_channels": 8, "patch_size": 1, "patch_size_t": 1, "num_attention_heads": 2,
         "attention_head_dim": 8, "cross_attention_dim": 16, "num_layers": 3, "caption_channels": 16}),
@@ -56,19 +56,6 @@ LTX_TINY: dict[str, Any] = {
         "vocab_size": 32, "d_model": 16, "d_kv": 4, "d_ff": 32, "num_layers": 1, "num_heads": 2,
         "relative_attention_num_buckets": 8}),
 }
-
-
-def t5_like_tokenizer() -> Any:
-    """A word-level tokenizer that ends every text with ``</s>`` as T5's does, so the empty prompt's attention
-    mask is [1, 0, ..., 0] as with the real tokenizer (the transformer's cross-attention uses that mask)."""
-    from tokenizers import processors
-
-    from extractors.tiny_models import _tokenizer
-
-    tokenizer = _tokenizer()
-    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tokenizer.eos_token_id)])
-    return tokenizer
 
 
 LTX_OPTIONS = {

@@ -35,22 +35,9 @@ from extractors.presets import Preset
 # --- tiny random-init model (built by extractors.tiny_models.build_tiny_model) --------------------------
 
 
-def t5_like_tokenizer() -> Any:
-    """The tiny word-level tokenizer, appending ``</s>`` as T5's does: the empty prompt is one valid token
-    followed by padding, so the attention mask the pipeline builds has the real model's shape."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{f"w{i}": i + 3 for i in range(29)}}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-
-
 MOCHI_TINY: dict[str, Any] = {
     "pipeline": "MochiPipeline",
-    "tokenizers": {"tokenizer": "extractors.mochi:t5_like_tokenizer"},
+    "tokenizers": {"tokenizer": "extractors.tiny_models:t5_tokenizer_with_eos"},
     # The real layout (12 input channels = VAE latents, patch 2, RMS q/k norms), shrunk; 3 blocks so the last
     # (context_pre_only, no text output) and a middle one both exist.
     "transformer": ("MochiTransformer3DModel", {

@@ -109,6 +109,17 @@ def _tokenizer() -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
+def t5_tokenizer_with_eos() -> Any:
+    """The word-level tokenizer ending every text with ``</s>`` as T5's does: the empty prompt is one valid
+    token then padding, so the attention mask a pipeline builds has the real model's shape (LTX, Mochi)."""
+    from tokenizers import processors
+
+    tokenizer = _tokenizer()
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tokenizer.eos_token_id)])
+    return tokenizer
+
+
 TRANSFORMERS_COMPONENTS = ("text_encoder", "text_encoder_2", "image_encoder", "image_processor")
 SPECIAL_KEYS = ("pipeline", "pipeline_config", "tokenizers")
 

@@ -23,7 +23,7 @@ from probes.tables import (HTML_STYLE, PLUS_MINUS_NOTE, TIDY_COLUMNS, HeadlineTa
                            latex, markdown, tidy_rows)
 from probes.tasks import TASKS
 
-SOURCE_COLUMNS = ("dataset", "source", "model", "family", "paradigm", "random_init", "timestep", "layer")
+SOURCE_COLUMNS = ("dataset", "source", "model", "family", "paradigm", "random_init", "timestep", "layer", "capture")
 
 
 def load_records(probe_dirs: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:

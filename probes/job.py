@@ -110,7 +110,7 @@ def run_probe(*, dataset: str, clip_store: str | os.PathLike, source: dict[str, 
     attrs = feature_source.attrs
     record = {
         "dataset": dataset, "task": task, "probe": probe, "source": str(feature_source.id),
-        "layer": feature_source.id.layer,
+        "layer": feature_source.id.layer, "capture": feature_source.id.capture,
         **{key: attrs.get(key) for key in PROVENANCE_KEYS},
         "branches": [branch["source"] for branch in attrs.get("branches", [])],
         **summarise(spec, runs, seeds, bootstrap or BootstrapSettings(seed=seed)),

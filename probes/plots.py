@@ -33,6 +33,7 @@ from probes.tables import TIDY_COLUMNS
 
 _FLOAT_COLUMNS = ("value", "ci_low", "ci_high", "seed_std")
 _INT_COLUMNS = ("layer", "seeds", "val_clips")
+OPTIONAL_COLUMNS = {"capture": "output"}  # columns a table written before them lacks, with their value there
 DPI = 110
 # tab10/tab20 hues for further models of a paradigm, those least like the paradigm colours first
 _SPARE = ("#1f77b4", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff7f0e", "#2ca02c",
@@ -56,7 +57,7 @@ def _int(text: str) -> int:
 
 
 def _parse_row(raw: Mapping[str, str]) -> Row:
-    row: Row = {key: raw[key] for key in TIDY_COLUMNS}
+    row: Row = {key: raw.get(key) or OPTIONAL_COLUMNS.get(key) for key in TIDY_COLUMNS}
     row.update({key: _float(raw[key]) for key in _FLOAT_COLUMNS})
     row.update({key: _int(raw[key]) for key in _INT_COLUMNS})
     row["random_init"] = raw["random_init"].strip().lower() in {"true", "1", "yes"}
@@ -72,7 +73,7 @@ def read_metrics_csv(path: str | os.PathLike) -> list[Row]:
     """
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in TIDY_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in TIDY_COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL_COLUMNS]
         if missing:
             raise ValueError(f"{path}: missing columns {missing}")
         return [_parse_row(raw) for raw in reader]
@@ -114,7 +115,7 @@ def _source_label(row: Row) -> str:
 def _grouped(rows: Sequence[Row], *keys: str) -> dict[tuple, list[Row]]:
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        groups[tuple(row[k] for k in keys)].append(row)
+        groups[tuple(row.get(k, OPTIONAL_COLUMNS.get(k)) for k in keys)].append(row)
     return dict(groups)
 
 
@@ -261,7 +262,8 @@ def _shades(base: str, count: int) -> list[str]:
 def _series_order(rows: Sequence[Row]) -> tuple:
     first = rows[0]
     timestep = parse_timestep_token(first["timestep"])
-    return paradigm_rank(first["paradigm"]), first["model"], -1 if timestep is None else timestep, first["layer"]
+    return (paradigm_rank(first["paradigm"]), first["model"], first.get("capture", "output"),
+            -1 if timestep is None else timestep, first["layer"])
 
 
 def _model_bases(models: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -284,12 +286,14 @@ def _model_colours(groups: Sequence[Sequence[Row]]) -> list[str]:
 
 
 def _model_series(rows: Sequence[Row]) -> list[_Series]:
-    """One series per (model, timestep), in paradigm order; random-init models marked in the label."""
-    groups = sorted(_grouped(rows, "model", "timestep").values(), key=_series_order)
+    """One series per (model, timestep, capture), in paradigm order; random-init models marked in the label."""
+    groups = sorted(_grouped(rows, "model", "timestep", "capture").values(), key=_series_order)
     series = []
     for group, colour in zip(groups, _model_colours(groups)):
         first = group[0]
         label = first["model"] + ("" if first["timestep"] == "none" else f" @{first['timestep']}")
+        capture = first.get("capture", "output")
+        label += "" if capture == "output" else f" {capture}"
         label = marked(label, any(r.get("random_init") for r in group))
         series.append(_Series(label, colour, _MARKERS.get(first["paradigm"], "D"), tuple(group)))
     return series
@@ -499,8 +503,8 @@ def _task_plots(rows: Sequence[Row], out: Path, metrics: Sequence[str],
     task, probe = slugify(rows[0]["task"]), slugify(rows[0]["probe"])
     paths = [plot_layers(rows, out / "layers" / f"{task}-{probe}.png", metrics, higher_is_better)]
     generative = [r for r in rows if r["paradigm"] != "fusion" and parse_timestep_token(r["timestep"]) is not None]
-    for (model,), model_rows in sorted(_grouped(generative, "model").items()):
-        name = f"{task}-{probe}-{slugify(model)}.png"
+    for (model, capture), model_rows in sorted(_grouped(generative, "model", "capture").items()):
+        name = f"{task}-{probe}-{slugify(model)}{'' if capture == 'output' else '-' + slugify(capture)}.png"
         paths.append(plot_timesteps(model_rows, out / "timesteps" / name, metrics, higher_is_better))
         paths.append(plot_heatmap(model_rows, out / "heatmaps" / name, metrics, higher_is_better))
     return paths

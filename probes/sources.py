@@ -62,7 +62,7 @@ class FeatureSource:
     def __init__(self, source: SourceId, shard_paths: Sequence[str | os.PathLike]) -> None:
         self.id = source
         self.store = FeatureStore(shard_paths)
-        self.array = self.store.layer(source.layer)  # lazy view: shapes, and out-of-core use
+        self.array = self.store.layer(source.layer, source.capture)  # lazy view: shapes, and out-of-core use
 
     @property
     def frame_index(self) -> np.ndarray:
@@ -86,7 +86,7 @@ class FeatureSource:
     def views(self, clip: int, frames: Sequence[int]) -> np.ndarray:
         """Matched through ``frame_index``, reading only those feature frames."""
         positions = feature_rows(self.frame_index, np.asarray(frames), str(self.id))
-        return self.store.read_frames(self.id.layer, clip, positions).astype(np.float32)
+        return self.store.read_frames(self.id.layer, clip, positions, self.id.capture).astype(np.float32)
 
 
 def open_source(spec: Mapping[str, Any]) -> Source:

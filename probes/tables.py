@@ -23,7 +23,7 @@ from probes.paradigms import CALIBRATION, marked, paradigm, paradigm_rank
 from probes.tasks import TASKS
 
 TIDY_COLUMNS = ("dataset", "task", "probe", "source", "model", "family", "paradigm", "timestep", "layer",
-                "random_init", "branches", "metric", "value", "ci_low", "ci_high", "seed_std", "seeds", "val_clips")
+                "capture", "random_init", "branches", "metric", "value", "ci_low", "ci_high", "seed_std", "seeds", "val_clips")
 
 
 def _number(value: Any) -> float:
@@ -41,7 +41,7 @@ def tidy_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "dataset": record["dataset"], "task": record["task"], "probe": record["probe"],
                 "source": record["source"], "model": source.model, "family": record.get("family"),
                 "paradigm": record.get("paradigm"), "timestep": source.timestep, "layer": source.layer,
-                "random_init": bool(record.get("random_init")), "branches": list(record.get("branches") or []),
+                "capture": source.capture, "random_init": bool(record.get("random_init")), "branches": list(record.get("branches") or []),
                 "metric": metric, "value": _number(value), "ci_low": _number(low), "ci_high": _number(high),
                 "seed_std": _number(record.get("seed_std", {}).get(metric)), "seeds": len(record.get("seeds") or [0]),
                 "val_clips": int(record.get("val_clips") or 0)})

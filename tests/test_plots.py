@@ -35,7 +35,7 @@ def _row(dataset: str, task: str, probe: str, source: tuple, metric: str, value:
     model, paradigm, timestep, layer, random_init, branches = source
     return {"dataset": dataset, "task": task, "probe": probe, "source": f"{model}@{timestep}@L{layer}",
             "model": model, "family": model.split("-")[0], "paradigm": paradigm, "timestep": timestep,
-            "layer": layer, "random_init": random_init, "branches": list(branches), "metric": metric,
+            "layer": layer, "capture": "output", "random_init": random_init, "branches": list(branches), "metric": metric,
             "value": value, "ci_low": value - 0.05 if ci else NAN, "ci_high": value + 0.04 if ci else NAN,
             "seed_std": 0.01 if ci else NAN, "seeds": 3, "val_clips": 8}
 

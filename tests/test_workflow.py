@@ -249,7 +249,7 @@ BAD_CONFIGS = {
     "unknown key": (_mutate(("bogus",), 1), "top level: Additional properties are not allowed ('bogus'"),
     "bad value": (_mutate(("datasets", "tiny", "clips"), 0), "datasets.tiny.clips: 0 is less than the minimum"),
     "unknown family": (_mutate(("models", "pixels", "family"), "wan9"),
-                       "model 'pixels': unknown model family 'wan9'"),
+                       "models.pixels.family: 'wan9' is not one of ['"),
     "layer out of range": (_mutate(("models", "random-patch", "layers"), [2]),
                            "random-patch: layer 2 is out of range; valid layers are 0..1"),
     "missing dataset root": (_mutate(("datasets", "tiny"), {"kind": "clipstore", "root": "/no/such/store.zarr"}),

@@ -49,9 +49,20 @@ def _with_defaults(validator_class: type) -> type:
     return jsonschema.validators.extend(validator_class, {"properties": properties})
 
 
+def with_registry_choices(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with the model families and presets the registry knows as the allowed values of ``family``
+    and ``preset`` (they are facts of the family classes, not a second list to keep in step)."""
+    from extractors.registry import families, presets
+
+    model = schema["properties"]["models"]["additionalProperties"]["properties"]
+    model["family"]["enum"] = sorted(families())
+    model["preset"]["enum"] = sorted(presets())  # unavailable ones too: resolving them says why
+    return schema
+
+
 def validate_config(config: dict[str, Any], schema_path: str | Path) -> None:
     """Check ``config`` against the schema (filling defaults); raise one line naming the bad key."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = with_registry_choices(yaml.safe_load(Path(schema_path).read_text()))
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extractors.captures import parse_token
 from extractors.ids import SourceId
 from extractors.tiny_models import built_by_workflow
 
@@ -84,8 +85,10 @@ def model_costs(plan: Any, geometries: dict[str, DatasetGeometry] | None = None)
     for name, model in plan.models.items():
         extractor = plan.extractor(name)
         per_layer = [clip_bytes(extractor, g) for g in geometries.values()]
-        layers = len(model.layers) * len(model.timesteps)
-        size = None if None in per_layer else sum(per_layer) * layers
+        layers = len(model.feature_keys) * len(model.timesteps)
+        # A per-head capture splits one (layer, kind) array's channels over its heads: count kinds, not heads.
+        kinds = len({parse_token(capture)[0] for capture in model.captures})
+        size = None if None in per_layer else sum(per_layer) * len(model.layers) * len(model.timesteps) * kinds
         jobs = sum(plan.num_shards(d) for d in plan.datasets)
         costs.append(ModelCost(name, model.paradigm, layers, jobs, probes[name], size))
     for name, fusion in plan.fusions.items():

@@ -74,7 +74,8 @@ def _without_resources(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _model_sources(model: ModelConfig) -> list[SourceId]:
-    return [SourceId(model.name, token, layer) for token in model.timestep_tokens for layer in model.layers]
+    return [SourceId(model.name, token, layer, capture) for token in model.timestep_tokens
+            for layer, capture in model.feature_keys]
 
 
 class WorkflowPlan:
