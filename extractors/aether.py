@@ -261,23 +261,26 @@ class Aether(CogVideoXI2V):
 
     @classmethod
     def encode_video(cls, extractor: DiffusionVideoExtractor, video: Any) -> Any:
-        """Clean target [color = the clip's latents, disparity = 0, raymap = 0]; the clip's latents are kept for
-        :meth:`clip_conditioning`, which the recipe calls next with the same video (one VAE encoding)."""
+        """Clean target [color = the clip's latents, disparity = 0, raymap = 0]; :meth:`clip_conditioning` takes
+        the colour part from it (one VAE encoding per clip)."""
         import torch
 
         latents = cls.video_latents(extractor.vae, video)
-        extractor.conditioning["clip_latents"] = (video, latents)
         layout = channel_layout(latents.shape[2], cls.temporal_compression)
         geometry = layout["raymap"].stop - layout["disparity"].start
         return torch.cat([latents, cls.zero_channels(latents, geometry)], dim=2)
 
     @classmethod
-    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
-        """Reconstruction's condition: [observation = the clip's latents, camera = zeros] (no raymap given)."""
+    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray,
+                          latents: Any = None) -> dict[str, Any]:
+        """Reconstruction's condition: [observation = the clip's latents, camera = zeros] (no raymap given).
+        ``latents`` (the clean target of :meth:`encode_video`) start with the clip's colour latents."""
         import torch
 
-        kept = extractor.conditioning.pop("clip_latents", None)
-        latents = kept[1] if kept is not None and kept[0] is video else cls.video_latents(extractor.vae, video)
+        if latents is None:
+            latents = cls.video_latents(extractor.vae, video)
+        else:
+            latents = latents[:, :, :extractor.vae.config.latent_channels]  # the colour part of the target
         camera = channel_layout(latents.shape[2], cls.temporal_compression)["camera"]
         condition = torch.cat([latents, cls.zero_channels(latents, camera.stop - camera.start)], dim=2)
         return {"condition": condition.to(extractor.dtype)}

@@ -239,7 +239,8 @@ class CogVideoXI2V(CogVideoXT2V):
         return torch.cat([first, padding], dim=1)
 
     @classmethod
-    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
+    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray,
+                          latents: Any = None) -> dict[str, Any]:
         # Not the pipeline's prepare_latents itself: it encodes the image with a posterior *sample*.
         latent_frames = (video.shape[2] - 1) // cls.temporal_compression + 1
         return {"condition": cls.condition_latents(extractor.vae, video, latent_frames).to(extractor.dtype)}

@@ -275,8 +275,10 @@ class VideoFamily:
         return {}
 
     @classmethod
-    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
-        """Per-clip inputs besides the noisy latents (image-to-video conditioning), once per clip."""
+    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray,
+                          latents: Any = None) -> dict[str, Any]:
+        """Per-clip inputs besides the noisy latents (image-to-video conditioning), once per clip. ``latents``
+        are the clip's clean latents as :meth:`encode_video` made them (None when the caller has none)."""
         return {}
 
     @classmethod
@@ -431,7 +433,6 @@ class DiffusionVideoExtractor(Extractor):
             self.vae.enable_tiling()
         self.scheduler = self.load_component("scheduler")
         self.denoisers: dict[str, Any] = {}
-        self.transformer = self.denoiser(self.family_spec.transformers[0])
         self.conditioning = self.family_spec.load_conditioning(self)
 
     def denoiser(self, component: str) -> Any:
@@ -439,6 +440,16 @@ class DiffusionVideoExtractor(Extractor):
         if component not in self.denoisers:
             self.denoisers[component] = self.load_component(component, torch_dtype=self.dtype)
         return self.denoisers[component]
+
+    def _denoiser_at(self, level: NoiseLevel) -> Any:
+        return self.denoiser(self.family_spec.denoiser(level, self.checkpoint.index))
+
+    @property
+    def transformer(self) -> Any:
+        """The first denoiser loaded, else :attr:`VideoFamily.transformers`' first (loaded now)."""
+        if self.denoisers:
+            return next(iter(self.denoisers.values()))
+        return self.denoiser(self.family_spec.transformers[0])
 
     def _encode_empty_prompt(self) -> dict[str, Any]:
         import gc
@@ -503,13 +514,13 @@ class DiffusionVideoExtractor(Extractor):
         with torch.inference_mode():
             video = self.video_tensor(frames, clip)
             latents = spec.encode_video(self, video)
-            clip_inputs = spec.clip_conditioning(self, video, frames[: video.shape[2]])
-            grid = spec.latent_grid(latents.shape, self.transformer.config)
+            clip_inputs = spec.clip_conditioning(self, video, frames[: video.shape[2]], latents)
+            levels = [spec.noise_level(self, int(timestep), latents) for timestep in timesteps]
+            grid = spec.latent_grid(latents.shape, self._denoiser_at(levels[0]).config)  # experts share a config
             frame_index = spec.frame_index(grid[0])
             keep = self._in_context(frame_index)
             result = {}
-            for timestep in timesteps:
-                level = spec.noise_level(self, int(timestep), latents)
+            for timestep, level in zip(timesteps, levels):
                 arrays = self._features_at(level, latents, keys, clip_inputs, clip, grid, keep)
                 result[timestep] = ClipFeatures.from_arrays(arrays, frame_index[keep])
             return result
@@ -549,7 +560,7 @@ class DiffusionVideoExtractor(Extractor):
         """Tokens (N, C) of every (layer, capture) in ``keys`` for one noisy latent, from one forward of the
         denoiser of ``level`` that stops after the deepest block asked for."""
         spec = self.family_spec
-        transformer = self.denoiser(spec.denoiser(level, self.checkpoint.index))
+        transformer = self._denoiser_at(level)
         blocks = spec.blocks(transformer)
         requests = []
         for layer, kind in sorted({(layer, parse_token(capture)[0]) for layer, capture in keys}):

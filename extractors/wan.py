@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from extractors.base import OptionError
 from extractors.diffusion import DEFAULT_OPTIONS, DiffusionVideoExtractor, NoiseLevel, VideoFamily
 from extractors.presets import Preset
 
@@ -77,6 +78,20 @@ class WanT2V(VideoFamily):
         p_t, p_h, p_w = transformer.get("patch_size", [1, 2, 2])
         return int(p_t), int(p_h), int(p_w)
 
+    @classmethod
+    def check_checkpoint(cls, extractor: DiffusionVideoExtractor) -> None:
+        """Besides the VAE's time compression: a Wan2.2 checkpoint is refused, since this family would run its
+        high-noise expert at every timestep (A14B) or size its grid by the wrong VAE (TI2V-5B)."""
+        super().check_checkpoint(extractor)
+        index, checkpoint = extractor.checkpoint.index, extractor.checkpoint
+        marks = [f"{key}={index[key]!r}" for key in ("boundary_ratio", "expand_timesteps") if index.get(key)]
+        marks += ["a transformer_2 expert"] if "transformer_2" in checkpoint.components else []
+        patch = extractor.component_config("vae").get("patch_size")
+        marks += [f"a VAE with patch_size={patch}"] if patch else []
+        if marks:
+            raise OptionError(f"model {extractor.name!r} (checkpoint {checkpoint.location!r}): {', '.join(marks)} "
+                              f"make it a Wan2.2 checkpoint; use family wan2.2-t2v, wan2.2-i2v or wan2.2-ti2v")
+
     @staticmethod
     def encode_video(extractor: DiffusionVideoExtractor, video: Any) -> Any:
         """Posterior mean, normalised per channel as WanPipeline does: (z - mean) / std."""
@@ -126,7 +141,8 @@ class WanI2V(WanT2V):
                 "image_processor": extractor.load_component("image_processor")}
 
     @classmethod
-    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray) -> dict[str, Any]:
+    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: np.ndarray,
+                          latents: Any = None) -> dict[str, Any]:
         # The pipeline's own encode_image and prepare_latents, on a pipeline holding the parts they use.
         pipe = cls.light_pipeline(vae=extractor.vae, **extractor.conditioning)
         _, condition = cls.prepare_condition(extractor, pipe, video)

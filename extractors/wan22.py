@@ -19,7 +19,6 @@ checkpoints belong here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import SimpleNamespace
 from typing import Any, ClassVar, NoReturn
 
 from extractors.base import OptionError
@@ -86,7 +85,7 @@ class Wan22(WanT2V):
 
     @classmethod
     def check_checkpoint(cls, extractor: DiffusionVideoExtractor) -> None:
-        super().check_checkpoint(extractor)
+        super(WanT2V, cls).check_checkpoint(extractor)  # not WanT2V's: it refuses Wan2.2 checkpoints
         try:
             vae, transformer = extractor.component_config("vae"), extractor.component_config("transformer")
         except CheckpointError as err:
@@ -248,7 +247,8 @@ class Wan22I2V(Wan22T2V, WanI2V):
         return {}  # no image encoder
 
     @classmethod
-    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: Any) -> dict[str, Any]:
+    def clip_conditioning(cls, extractor: DiffusionVideoExtractor, video: Any, frames: Any,
+                          latents: Any = None) -> dict[str, Any]:
         # The pipeline's own prepare_latents (the first frame's VAE mode, as the pipeline takes it), on a
         # pipeline holding only the VAE; its config defaults (expand_timesteps False) are the checkpoint's.
         _, condition = cls.prepare_condition(extractor, cls.light_pipeline(vae=extractor.vae), video)
@@ -257,45 +257,11 @@ class Wan22I2V(Wan22T2V, WanI2V):
 
 # --- extractors ----------------------------------------------------------------------------------------
 
-class ExpertsOnDemand(DiffusionVideoExtractor):
-    """An extractor whose experts each load when a timestep first needs one.
-
-    The recipe's ``load`` loads ``transformers[0]`` at once: for the A14B models the high-noise expert, which
-    the paper's timestep 500 never runs (14B parameters loaded for nothing). This defers it; ``transformer``
-    is then the first expert loaded or, before any, a stand-in holding the transformer config (the recipe reads
-    only ``transformer.config`` before a forward picks the expert)."""
-
-    _deferring = False
-
-    def load(self) -> None:
-        self._deferring = True
-        try:
-            super().load()
-        finally:
-            self._deferring = False
-
-    def denoiser(self, component: str) -> Any:
-        if self._deferring:
-            return None  # what load() would assign to ``transformer`` eagerly
-        return super().denoiser(component)
-
-    @property
-    def transformer(self) -> Any:
-        loaded = getattr(self, "denoisers", None)
-        if loaded:
-            return next(iter(loaded.values()))
-        return SimpleNamespace(config=SimpleNamespace(**self.transformer_config))
-
-    @transformer.setter
-    def transformer(self, value: Any) -> None:
-        """``load`` assigns the eager expert, which is deferred here (``value`` is None)."""
-
-
-class Wan22T2VExtractor(ExpertsOnDemand):
+class Wan22T2VExtractor(DiffusionVideoExtractor):
     family_spec = Wan22T2V
 
 
-class Wan22I2VExtractor(ExpertsOnDemand):
+class Wan22I2VExtractor(DiffusionVideoExtractor):
     family_spec = Wan22I2V
 
 

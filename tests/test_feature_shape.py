@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from clipstore.synthetic import SyntheticSpec, render_clip
-from extractors.registry import resolve_model
+from extractors.registry import extractor_class, resolve_model
 from extractors.tiny_models import TINY_MODELS, build_tiny_model
 
 VGM = {"random_init": True, "max_text_tokens": 8, "device": "cpu"}
@@ -37,6 +37,16 @@ CASES: list[tuple[str, str | None, str, dict[str, Any], list[tuple[int, int, int
     # Learned positional embeddings fix the resolution (and the full frame count) to the sample size.
     ("cogvideox-i2v", "tiny-cogvideox-i2v", "cogvideox-i2v", {**VGM, "frames": 17, "resolution": [64, 64]},
      [(17, 40, 40), (10, 24, 40)]),
+    ("wan2.2-t2v", "tiny-wan2.2-t2v", "wan2.2-t2v", {**VGM, "frames": 9, "resolution": [32, 48]}, VGM_SIZES),
+    ("wan2.2-i2v", "tiny-wan2.2-i2v", "wan2.2-i2v", {**VGM, "frames": 9, "resolution": [32, 48]}, VGM_SIZES),
+    ("wan2.2-ti2v", "tiny-wan2.2-ti2v", "wan2.2-ti2v", {**VGM, "frames": 9, "resolution": [64, 96]}, VGM_SIZES),
+    ("hunyuan-video", "tiny-hunyuan-video", "hunyuan-video", {**VGM, "frames": 9, "resolution": [32, 48]},
+     VGM_SIZES),
+    ("ltx-video", "tiny-ltx-video", "ltx-video", {**VGM, "frames": 17, "resolution": [64, 96]},
+     [(17, 40, 40), (12, 24, 40)]),
+    ("mochi", "tiny-mochi", "mochi", {**VGM, "frames": 13, "resolution": [32, 48]}, [(13, 40, 40), (8, 24, 40)]),
+    ("aether", "tiny-aether", "aether", {**VGM, "frames": 25, "resolution": [64, 64], "parts_checkpoint": None},
+     [(25, 40, 40), (20, 24, 40)]),
     ("qwen2.5-vl-llm", "tiny-qwen2.5-vl", "qwen2.5-vl", {**VLM, "route": "llm"}, VLM_SIZES),
     ("qwen2.5-vl-tower", "tiny-qwen2.5-vl", "qwen2.5-vl", {**VLM, "route": "tower", "min_pixels": 12544},
      VLM_SIZES),
@@ -74,7 +84,7 @@ def test_feature_shape_is_the_shape_extraction_stores(tiny_root: Path, case) -> 
     _, tiny, family, options, sizes = case
     entry = {"family": family, "layers": "all", "options": options,
              **({"checkpoint": str(tiny_root / tiny)} if tiny else {}),
-             **({"timesteps": [500]} if family.startswith(("wan", "cogvideox")) else {})}
+             **({"timesteps": [500]} if extractor_class(family).uses_timestep else {})}
     model = resolve_model("m", entry)
     extractor = model.build(seed=0)
     predicted = [extractor.feature_shape(*size) for size in sizes]  # before any weights are loaded

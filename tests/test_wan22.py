@@ -142,7 +142,7 @@ def test_expert_choice_is_the_pipelines_rule_at_every_timestep(tiny, loaded, nam
 
 def test_experts_load_on_first_use(tiny) -> None:
     low_only = make(tiny, T2V)
-    assert low_only.denoisers == {} and low_only.transformer.config.num_layers == 3  # config only, no weights
+    assert low_only.denoisers == {} and low_only.transformer_config["num_layers"] == 3  # config only, no weights
     low_only.extract(clip(T2V), (0,), 500)
     assert list(low_only.denoisers) == [LOW]  # the paper's timestep never loads the high-noise expert
     high_only = make(tiny, T2V)
@@ -539,3 +539,13 @@ def test_a_job_records_the_boundary_and_each_timesteps_expert(tiny, small_store:
         attrs = open_feature_store([outputs[timestep]]).attrs
         assert attrs["expert"] == expert and attrs["boundary_ratio"] == 0.875 and attrs["sigma"] == timestep / 1000
         assert attrs["boundary_timestep"] == 875.0 and attrs["expand_timesteps"] is False
+
+
+@pytest.mark.parametrize("name", [T2V, "tiny-wan2.2-ti2v"])
+def test_wan21_families_refuse_a_wan22_checkpoint(tiny, name) -> None:
+    """wan-t2v on an A14B checkpoint would run the high-noise expert at every timestep, and on TI2V-5B size its
+    grid by an x8 VAE: refused, naming the Wan2.2 families."""
+    from extractors.wan import WanT2VExtractor
+
+    with pytest.raises(OptionError, match=r"make it a Wan2\.2 checkpoint; use family wan2\.2-t2v"):
+        WanT2VExtractor("old", {"frames": 9, "resolution": [64, 96]}, checkpoint=str(tiny[name]))
