@@ -3,8 +3,9 @@
 One store holds the clips of one extraction job: ``layer_{L}`` arrays of shape (clips, T', h, w, C) in
 float16 (and ``layer_{L}.{capture}`` for attention captures, :mod:`extractors.captures`), one chunk per
 feature frame and one Zarr shard per clip (one writer per shard), plus ``clip_index`` (into the clip store),
-``frame_index`` (the clip frame each feature frame stands for) and ``frame_count`` (the feature frames each clip has: a shorter clip has a prefix of ``frame_index``, a skipped
-clip none; rows past a clip's count are never read).
+``frame_index`` (the clip frame each feature frame stands for) and ``frame_count`` (the feature frames each
+clip has: a shorter clip has a prefix of ``frame_index``, a skipped clip none; rows past a clip's count are
+never read).
 Writing goes through :class:`~clipstore.resumable.ResumableStore`: crash-safe, resumable per clip, with the
 completion marker written last; readers refuse stores without it. The layer arrays are lossless (zstd) unless
 the writer is given a lossy ``compression`` spec (:mod:`extractors.codecs`); the root attribute
