@@ -52,3 +52,22 @@ def test_dry_run_prints_the_plan_and_the_plan_rule_runs_nothing_else(tmp_path):
     assert alone.returncode == 0, output[-3000:]
     assert re.search(r"pixels\s+baseline", output) and "1 of 1 steps (100%) done" in output
     assert not (tmp_path / "results/data").exists()  # nothing but the table
+
+
+def test_attention_captures_are_sources_of_their_own_and_count_in_the_cache(tmp_path):
+    """capture: [output, attn_k] doubles a model's sources, probe jobs and cache; per-head keys split the same
+    bytes over more sources; a fusion may name an attention source."""
+    checkpoint = str(wan_14b_checkpoint(tmp_path / "Wan2.1-T2V-14B"))
+    dataset = {"big": {"kind": "synthetic", "clips": 6000, "frames": 81, "height": 480, "width": 832}}
+    wan = {"preset": "Wan2.1-T2V-14B", "checkpoint": checkpoint, "layers": [20], "timesteps": [500]}
+    config = {"datasets": dataset, "extraction": {"clips_per_shard": 32},
+              "tasks": {"geometry": {"probes": {"linear": {}}}}}
+    plain = model_costs(planned({**config, "models": {"wan": wan}}))[0]
+    keys = planned({**config, "models": {"wan": {**wan, "capture": ["output", "attn_k"]}},
+                    "fusions": {"keys+out": {"sources": ["wan@t500@L20.attn_k", "wan@t500@L20"]}}})
+    assert [str(s) for s in keys.sources(["wan"])] == ["wan@t500@L20", "wan@t500@L20.attn_k"]
+    cost = model_costs(keys)[0]
+    assert (cost.sources, cost.probe_jobs, cost.bytes) == (2, 2, 2 * plain.bytes)
+    heads = planned({**config, "models": {"wan": {**wan, "capture": ["attn_k"], "attention_heads": "per_head"}}})
+    assert len(heads.sources(["wan"])) == 40 and str(heads.sources(["wan"])[3]) == "wan@t500@L20.attn_k.h3"
+    assert model_costs(heads)[0].bytes == plain.bytes
