@@ -8,14 +8,43 @@ no torch: :func:`sync` synchronises CUDA only when the calling script has alread
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def quiet_diffusers() -> Iterator[None]:
+    """diffusers' logging at error level for the block (its cast warnings are handled by the caller)."""
+    import diffusers
+
+    level = diffusers.utils.logging.get_verbosity()
+    diffusers.utils.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers.utils.logging.set_verbosity(level)
+
+
+def cast_like_from_pretrained(model: Any, dtype: Any) -> Any:
+    """``model.to(dtype)`` but with the parameters and buffers ``from_pretrained(torch_dtype=dtype)`` keeps
+    in float32 (the class's ``_keep_in_fp32_modules``; RoPE tables), as extraction jobs load them."""
+    with quiet_diffusers():  # the "should be kept in float32" warning: done just below
+        model.to(dtype)
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    for name, param in model.named_parameters():
+        if any(k in name.split(".") for k in keep):
+            param.data = param.data.float()
+    for name, buffer in model.named_buffers():
+        if any(k in name.split(".") for k in keep) and buffer.is_floating_point():
+            buffer.data = buffer.data.float()
+    return model
 
 
 def sync() -> None:

@@ -49,11 +49,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from extractors.diffusion import capture_blocks, run_until_deepest  # noqa: E402
+from extractors.hooks import capture_blocks, first_output, run_until_deepest  # noqa: E402
 from extractors.registry import resolve_model  # noqa: E402
 from extractors.tiny_models import TINY_MODELS, build_tiny_model  # noqa: E402
-from extractors.wan import WanT2VSpec  # noqa: E402
-from benchlib import cores, med, parse_resolution, print_table, sync, timed  # noqa: E402
+from extractors.wan import WanT2V  # noqa: E402
+from benchlib import cast_like_from_pretrained, cores, med, parse_resolution, print_table, quiet_diffusers, sync, timed  # noqa: E402,E501
 
 BENCH_MODEL = "bench-wan-t2v"  # registered in TINY_MODELS for the run only
 
@@ -198,13 +198,13 @@ def pipeline_bench(args: argparse.Namespace, tmp: Path) -> None:
     with torch.inference_mode():
         for clip, frames in enumerate(clips):
             video = extractor.video_tensor(frames, clip)
-            latents = WanT2VSpec.encode_video(vae, video)
+            latents = WanT2V.encode_video(extractor, video)
             noise = torch.randn(latents.shape, generator=extractor.generator(clip, args.timestep))
             sigma = args.timestep / int(extractor.scheduler.config.num_train_timesteps)
             noisy = ((1 - sigma) * latents.float() + sigma * noise.to(latents)).to(extractor.dtype)
             bare_inputs.append((video, noisy))
     latent_shape = tuple(bare_inputs[0][1].shape)
-    grid = WanT2VSpec.latent_grid(latent_shape, config)
+    grid = WanT2V.latent_grid(latent_shape, config)
     tokens = grid[0] * grid[1] * grid[2]
     timestep = torch.tensor([float(args.timestep)], device=extractor.device)
 
@@ -407,31 +407,6 @@ def transformer_flops(config: dict[str, Any], latent: tuple[int, ...], text_toke
             "total": blocks * (linear + attention) + outside}
 
 
-@contextlib.contextmanager
-def quiet_diffusers() -> Iterator[None]:
-    level = diffusers.utils.logging.get_verbosity()
-    diffusers.utils.logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        diffusers.utils.logging.set_verbosity(level)
-
-
-def cast_like_from_pretrained(model: Any, dtype: Any) -> Any:
-    """``model.to(dtype)`` but with the parameters and buffers ``from_pretrained(torch_dtype=dtype)`` keeps
-    in float32 (the class's ``_keep_in_fp32_modules``; RoPE tables), as extraction jobs load them."""
-    with quiet_diffusers():  # the "should be kept in float32" warning: done just below
-        model.to(dtype)
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
-    for name, param in model.named_parameters():
-        if any(k in name.split(".") for k in keep):
-            param.data = param.data.float()
-    for name, buffer in model.named_buffers():
-        if any(k in name.split(".") for k in keep) and buffer.is_floating_point():
-            buffer.data = buffer.data.float()
-    return model
-
-
 def real_size_bench(args: argparse.Namespace, smoke: bool) -> None:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from torch.utils.flop_counter import FlopCounterMode
@@ -483,7 +458,7 @@ def real_size_bench(args: argparse.Namespace, smoke: bool) -> None:
             return model(hidden_states=hidden, timestep=timestep, encoder_hidden_states=text, return_dict=False)
 
     def until_stop() -> None:
-        with torch.inference_mode(), capture_blocks(model.blocks, (stop,), WanT2VSpec.block_tokens):
+        with torch.inference_mode(), capture_blocks(model.blocks, (stop,), first_output):
             run_until_deepest(full)
 
     flops = transformer_flops(config, latent, text_shape[1])
