@@ -44,3 +44,13 @@ def vlm_preset(hub_id: str, family: str, decoder_layers: int, channels: int, lay
 def tower_preset(hub_id: str, family: str, blocks: int, channels: int) -> Preset:
     """An image-text tower: the last block's patch tokens."""
     return Preset(family, hub_id, blocks, channels, (-1,))
+
+
+# Models a user would look for that have no loadable route yet: listed so that ``preset:`` says why.
+UNAVAILABLE: dict[str, Preset] = {
+    "Open-Sora-v2": Preset(
+        "open-sora", "hpcai-tech/Open-Sora-v2", 57, 3072, (34, 38), timestep=500,
+        unavailable="Open-Sora 2.0 has no diffusers or PyPI route: its MMDiT is defined only in the Open-Sora "
+                    "repository, whose code needs colossalai and mmengine and pins an old torch. See "
+                    "docs/video-families.md#open-sora-20 for what adding it would take."),
+}

@@ -17,7 +17,7 @@ from extractors.captures import OUTPUT, CaptureError, expand_heads, feature_keys
 from extractors.codecs import normalise_compression
 from extractors.ids import check_name, timestep_token
 from extractors.layers import resolve_layers
-from extractors.presets import Preset
+from extractors.presets import UNAVAILABLE, Preset
 
 # Modules holding extractor families, each listing its classes in ``EXTRACTORS``. Everything else (family
 # names, presets, tiny models, the schema's choices) is read from those classes. Family modules import torch
@@ -52,8 +52,9 @@ def families() -> dict[str, type[Extractor]]:
 
 
 def presets() -> dict[str, Preset]:
-    """Every family's presets by name."""
-    return {name: preset for cls in _families().values() for name, preset in cls.presets.items()}
+    """Every family's presets by name, and the listed models without a loadable route (refused, saying why)."""
+    return {**{name: preset for cls in _families().values() for name, preset in cls.presets.items()},
+            **UNAVAILABLE}
 
 
 def apply_preset(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:

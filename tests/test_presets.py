@@ -17,7 +17,13 @@ PAPER_PRESETS = {name for name, preset in PRESETS.items() if preset.family in PA
 
 
 def test_every_preset_names_a_registered_family() -> None:
-    assert {p.family for p in PRESETS.values()} <= set(FAMILIES)
+    assert {p.family for p in PRESETS.values() if not p.unavailable} <= set(FAMILIES)
+
+
+def test_an_unavailable_model_is_refused_saying_why() -> None:
+    with pytest.raises(ModelConfigError, match=r"model 'os': preset 'Open-Sora-v2' is unavailable: Open-Sora 2\.0 "
+                                               r"has no diffusers or PyPI route.*docs/video-families\.md"):
+        apply_preset("os", {"preset": "Open-Sora-v2", "checkpoint": "/ckpt/open-sora"})
 
 
 def test_paper_timesteps_and_layers() -> None:
