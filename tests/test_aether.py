@@ -21,6 +21,8 @@ from extractors.aether import AETHER_TINY, Aether, AetherExtractor, channel_layo
 from extractors.base import OptionError
 from extractors.diffusion import noise_level
 from extractors.layers import LayerSpecError
+from tests.recording import Recorder
+from tests.recording import recorded_extract as recorded
 
 OPTIONS = {"frames": 17, "resolution": [64, 64], "random_init": True, "max_text_tokens": 8,
            "parts_checkpoint": None}  # the tiny pipeline directory holds the parts too
@@ -46,30 +48,6 @@ def extractor(tiny: Path) -> AetherExtractor:
 
 def video(frames: int = 17, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8)
-
-
-class Recorder:
-    """The keyword inputs of every call of ``module`` while installed."""
-
-    def __init__(self, module):
-        self.calls: list[dict] = []
-        self.handle = module.register_forward_pre_hook(self.record, with_kwargs=True)
-
-    def record(self, _module, _args, kwargs):
-        self.calls.append({k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
-
-    def remove(self):
-        self.handle.remove()
-
-
-def recorded(extractor: AetherExtractor, frames: np.ndarray, layers, timestep: int, clip: int = 0):
-    recorder = Recorder(extractor.transformer)
-    try:
-        features = extractor.extract(frames, layers, timestep, clip=clip)
-    finally:
-        recorder.remove()
-    assert len(recorder.calls) == 1
-    return features, recorder.calls[0]
 
 
 @pytest.fixture(scope="module")

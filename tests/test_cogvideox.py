@@ -24,6 +24,7 @@ from extractors.cogvideox import (
 )
 from extractors.diffusion import noise_level
 from extractors.layers import LayerSpecError, resolve_layers
+from tests.recording import Recorder, recorded_extract
 
 T2V_OPTIONS = {"frames": 9, "resolution": [32, 48], "random_init": True, "max_text_tokens": 8}
 I2V_OPTIONS = {"frames": 17, "resolution": [64, 64], "random_init": True, "max_text_tokens": 8}  # its sample size
@@ -65,30 +66,6 @@ def video(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def clip_for(extractor) -> np.ndarray:
     return video(extractor.options["frames"], *extractor.options["resolution"])
-
-
-class Recorder:
-    """Records the transformer's keyword inputs of every call made while it is installed."""
-
-    def __init__(self, transformer):
-        self.calls: list[dict] = []
-        self.handle = transformer.register_forward_pre_hook(self.record, with_kwargs=True)
-
-    def record(self, _module, _args, kwargs):
-        self.calls.append({k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
-
-    def remove(self):
-        self.handle.remove()
-
-
-def recorded_extract(extractor, frames, layers, timestep, clip=0):
-    recorder = Recorder(extractor.transformer)
-    try:
-        features = extractor.extract(frames, layers, timestep, clip=clip)
-    finally:
-        recorder.remove()
-    assert len(recorder.calls) == extractor.options["noise_draws"]
-    return features, recorder.calls[0]
 
 
 # --- loading and shapes --------------------------------------------------------------------------------

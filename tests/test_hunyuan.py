@@ -23,6 +23,7 @@ from extractors.diffusion import NoiseLevel, noise_level
 from extractors.hunyuan import HunyuanVideo, HunyuanVideoExtractor
 from extractors.layers import LayerSpecError
 from extractors.tiny_models import build_tiny_model
+from tests.recording import Recorder, recorded_extract
 
 OPTIONS = {"frames": 9, "resolution": [32, 48], "random_init": True, "max_text_tokens": 8}
 GRID = (3, 2, 3)  # 9 frames -> 3 latents; 32x48 px / 8 / 2 -> 2x3 tokens
@@ -48,31 +49,6 @@ def extractor(checkpoint: Path) -> HunyuanVideoExtractor:
 
 def _frames(seed: int = 0, count: int = 9, size: tuple[int, int] = (32, 48)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, *size, 3), dtype=np.uint8)
-
-
-class Recorder:
-    """Records the keyword inputs of every call of a module while installed."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.calls: list[dict] = []
-        self.handle = module.register_forward_pre_hook(self.record, with_kwargs=True)
-
-    def record(self, _module, _args, kwargs) -> None:
-        self.calls.append({k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
-
-    def remove(self) -> None:
-        self.handle.remove()
-
-
-def recorded_extract(extractor: HunyuanVideoExtractor, frames: np.ndarray, layers: tuple[int, ...],
-                     timestep: int, clip: int = 0):
-    recorder = Recorder(extractor.transformer)
-    try:
-        features = extractor.extract(frames, layers, timestep, clip=clip)
-    finally:
-        recorder.remove()
-    assert len(recorder.calls) == 1
-    return features, recorder.calls[0]
 
 
 # --- (a) loading and extraction --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from extractors.diffusion import noise_level
 from extractors.layers import LayerSpecError
 from extractors.ltx import LTXVideo, LTXVideoExtractor, shift_mu
 from extractors.tiny_models import build_tiny_model
+from tests.recording import Recorder, recorded_extract
 
 OPTIONS = {"frames": 17, "resolution": [64, 96], "random_init": True, "max_text_tokens": 8, "device": "cpu"}
 GRID = (3, 2, 3)  # 17 frames -> 3 latent frames; 64 x 96 px / 32 -> 2 x 3 tokens
@@ -47,30 +48,6 @@ def extractor(checkpoint: Path) -> LTXVideoExtractor:
 
 def _frames(seed: int = 0, count: int = 17, height: int = 64, width: int = 96) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
-
-
-class Recorder:
-    """Records the keyword inputs of every call of a module while installed."""
-
-    def __init__(self, module):
-        self.calls: list[dict] = []
-        self.handle = module.register_forward_pre_hook(self.record, with_kwargs=True)
-
-    def record(self, _module, _args, kwargs):
-        self.calls.append({k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
-
-    def remove(self):
-        self.handle.remove()
-
-
-def recorded_extract(extractor, frames, layers, timestep, clip=0):
-    recorder = Recorder(extractor.transformer)
-    try:
-        features = extractor.extract(frames, layers, timestep, clip=clip)
-    finally:
-        recorder.remove()
-    assert len(recorder.calls) == 1
-    return features, recorder.calls[0]
 
 
 def clean_latents_and_noise(extractor, frames, clip, timestep):

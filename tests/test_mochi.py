@@ -23,6 +23,7 @@ from extractors.diffusion import noise_level
 from extractors.layers import LayerSpecError
 from extractors.mochi import Mochi, MochiExtractor
 from extractors.tiny_models import build_tiny_model
+from tests.recording import Recorder, recorded_extract
 
 OPTIONS = {"frames": 13, "resolution": [32, 48], "random_init": True, "max_text_tokens": 8}
 GRID = (3, 2, 3)  # 13 frames -> 3 latent frames; 32x48 px / 8 / 2 -> 2x3 tokens (rows before columns)
@@ -46,30 +47,6 @@ def extractor(checkpoint: Path) -> MochiExtractor:
 
 def _frames(seed: int = 0, count: int = 13, height: int = 32, width: int = 48) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
-
-
-class Recorder:
-    """Records the keyword inputs of every call of ``module`` while installed."""
-
-    def __init__(self, module):
-        self.calls: list[dict] = []
-        self.handle = module.register_forward_pre_hook(self.record, with_kwargs=True)
-
-    def record(self, _module, _args, kwargs):
-        self.calls.append({k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        self.handle.remove()
-
-
-def recorded_extract(extractor: MochiExtractor, frames: np.ndarray, layers, timestep: int, clip: int = 0):
-    with Recorder(extractor.transformer) as recorder:
-        features = extractor.extract(frames, layers, timestep, clip=clip)
-    assert len(recorder.calls) == 1
-    return features, recorder.calls[0]
 
 
 # --- (a) loading, shapes, frame map ----------------------------------------------------------------------
