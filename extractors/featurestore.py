@@ -280,7 +280,8 @@ class FeatureStore:
                              f"(clip frames {self.frame_index[:count].tolist()}); feature frame(s) {beyond} asked")
         shard, local = self._locate(row)
         array = self._array(shard, layer, capture)
-        what = f"feature store {self.paths[shard]}: clip {clip}, {layer_key(layer, capture)}"
+        what = f"feature store {self.paths[shard]}: clip {clip}, layer {layer}" + (
+            "" if capture == OUTPUT else f" {capture}")
         if (shard, layer, capture, local) not in self._written:
             if not shard_written(self.paths[shard], array, local):
                 raise StoreError(f"{what} is missing on disk (a damaged store: remove it and rerun its extraction)")
