@@ -132,9 +132,10 @@ def _feature_store(folder: Path, shards: list[Path]) -> Iterator[str]:
     if len(counts) and (counts < len(index)).any():
         shorter, skipped = int(((counts > 0) & (counts < len(index))).sum()), int((counts == 0).sum())
         yield f"  shorter clips: {shorter}, skipped clips: {skipped}"
-    yield f"  layers: {attrs.get('layers')}; arrays of {shards[0].name}:"
+    yield f"  layers: {attrs.get('layers')}; captures: {attrs.get('captures', ['output'])}; arrays of {shards[0].name}:"
     yield from _arrays(first, skip=("clip_index", "frame_index", "frame_count"))
-    for key in ("options", "compute_dtype", "input_resolution", "input_frames", "fusion"):
+    for key in ("options", "compute_dtype", "input_resolution", "input_frames", "fusion", "timestep_meaning",
+                "model_timestep", "expert", "boundary_ratio", "shift_mu"):
         if attrs.get(key) is not None:
             yield f"  {key.replace('_', ' ')}: {attrs[key]}"
     yield f"  compression: {_compression(attrs.get('compression'))}"
