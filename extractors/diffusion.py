@@ -32,7 +32,7 @@ from extractors.checkpoints import CheckpointError, CheckpointFiles, choose_devi
 from extractors.hooks import StopForward, capture_modules, first_output, run_until_deepest
 
 __all__ = ["CheckpointError", "StopForward", "run_until_deepest", "Checkpoint", "DiffusionVideoExtractor",
-           "VideoFamily", "NoiseLevel", "noise_level", "open_checkpoint", "causal_frame_index"]
+           "VideoFamily", "NoiseLevel", "noise_level", "causal_frame_index"]
 
 
 class Checkpoint(CheckpointFiles):
@@ -74,10 +74,6 @@ class Checkpoint(CheckpointFiles):
         library, class_name = self.components[component]
         cls = getattr(importlib.import_module(library), class_name)
         return cls.from_pretrained(self.location, subfolder=component, **kwargs)
-
-
-def open_checkpoint(location: str) -> Checkpoint:
-    return Checkpoint(location)
 
 
 
