@@ -195,14 +195,10 @@ class Aether(CogVideoXI2V):
         model, options = extractor.name, extractor.options
         if options["fps"] not in AETHER_FPS:
             raise OptionError(f"model {model!r}: fps={options['fps']!r}; Aether's pipeline takes {list(AETHER_FPS)}")
-        try:
-            transformer, vae = extractor.component_config("transformer"), extractor.component_config("vae")
-            extractor.component_config("text_encoder")  # a missing folder fails here, not after loading it
-        except CheckpointError as err:
-            raise OptionError(f"model {model!r}: {err}") from None
+        transformer, vae = extractor.component_config("transformer"), extractor.component_config("vae")
+        extractor.component_config("text_encoder")  # a missing folder fails here, not after loading it
 
-        def fail(message: str) -> None:
-            raise OptionError(f"model {model!r} (checkpoint {extractor.checkpoint.location!r}): {message}")
+        fail = extractor.refuse_checkpoint
 
         if transformer.get("_class_name", "CogVideoXTransformer3DModel") != "CogVideoXTransformer3DModel":
             fail(f"the transformer is a {transformer['_class_name']}; Aether's is a CogVideoXTransformer3DModel")

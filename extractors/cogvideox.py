@@ -18,8 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from extractors.base import OptionError
-from extractors.diffusion import DEFAULT_OPTIONS, CheckpointError, DiffusionVideoExtractor, NoiseLevel, VideoFamily
+from extractors.diffusion import DEFAULT_OPTIONS, DiffusionVideoExtractor, NoiseLevel, VideoFamily
 from extractors.presets import Preset
 
 # --- tiny random-init models (built by extractors.tiny_models.build_tiny_model) ------------------------
@@ -103,16 +102,10 @@ class CogVideoXT2V(VideoFamily):
     def check_checkpoint(cls, extractor: DiffusionVideoExtractor) -> None:
         """What the configs must say for this family to run as the pipeline does (no weights loaded)."""
         super().check_checkpoint(extractor)
-        model, options, checkpoint = extractor.name, extractor.options, extractor.checkpoint
-        try:
-            transformer = extractor.component_config("transformer")
-            vae = extractor.component_config("vae")
-            extractor.component_config("text_encoder")  # a missing folder fails here, not after loading it
-        except CheckpointError as err:
-            raise OptionError(f"model {model!r}: {err}") from None
-
-        def fail(message: str) -> None:
-            raise OptionError(f"model {model!r} (checkpoint {checkpoint.location!r}): {message}")
+        options, fail = extractor.options, extractor.refuse_checkpoint
+        transformer = extractor.component_config("transformer")
+        vae = extractor.component_config("vae")
+        extractor.component_config("text_encoder")  # a missing folder fails here, not after loading it
 
         if transformer.get("patch_size_t") is not None:
             fail(f"patch_size_t={transformer['patch_size_t']} (CogVideoX 1.5) is not supported: its tokens span "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
@@ -217,8 +217,8 @@ class VideoFamily:
         would (no weights loaded). The default checks the VAE's temporal compression."""
         temporal, _ = cls.vae_compression(extractor.component_config("vae"))
         if temporal != cls.temporal_compression:
-            raise OptionError(f"model {extractor.name!r} (checkpoint {extractor.checkpoint.location!r}): the VAE "
-                              f"compresses time x{temporal}; this family expects x{cls.temporal_compression}")
+            extractor.refuse_checkpoint(f"the VAE compresses time x{temporal}; this family expects "
+                                        f"x{cls.temporal_compression}")
 
     @classmethod
     def open_checkpoint(cls, location: str) -> Checkpoint:
@@ -370,15 +370,23 @@ class DiffusionVideoExtractor(Extractor):
         try:
             for component in spec.components:
                 spec.component_checkpoint(self, component).require((component,))
-            self.component_config("vae")
-            self.component_config(spec.transformers[0])
         except CheckpointError as err:
             raise OptionError(f"model {self.name!r}: {err}") from None
+        self.component_config("vae")
+        self.component_config(spec.transformers[0])
         spec.check_checkpoint(self)
 
     def component_config(self, component: str) -> dict[str, Any]:
-        """A component's config from the checkpoint it loads from (no weights, no torch)."""
-        return self.family_spec.component_checkpoint(self, component).config(component)
+        """A component's config from the checkpoint it loads from (no weights, no torch); a missing or
+        unreadable one is an :class:`OptionError` naming the model."""
+        try:
+            return self.family_spec.component_checkpoint(self, component).config(component)
+        except CheckpointError as err:
+            raise OptionError(f"model {self.name!r}: {err}") from None
+
+    def refuse_checkpoint(self, message: str) -> NoReturn:
+        """Refuse the checkpoint for ``message`` (what its configs say that this family cannot follow)."""
+        raise OptionError(f"model {self.name!r} (checkpoint {self.checkpoint.location!r}): {message}")
 
     @property
     def transformer_config(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from extractors.base import OptionError
-from extractors.diffusion import DEFAULT_OPTIONS, CheckpointError, DiffusionVideoExtractor, NoiseLevel, VideoFamily
+from extractors.diffusion import DEFAULT_OPTIONS, DiffusionVideoExtractor, NoiseLevel, VideoFamily
 from extractors.presets import Preset
 
 # --- tiny tokenizers (built in code: no downloads) ------------------------------------------------------
@@ -145,17 +145,13 @@ class HunyuanVideo(VideoFamily):
         """The configs must describe the text-to-video transformer this family feeds (no weights loaded);
         the option ``guidance_scale`` must be a number."""
         super().check_checkpoint(extractor)
-        model, checkpoint = extractor.name, extractor.checkpoint
+        model = extractor.name
         scale = extractor.options["guidance_scale"]
         if isinstance(scale, bool) or not isinstance(scale, (int, float)):
             raise OptionError(f"model {model!r}: option guidance_scale={scale!r} must be a number")
-        try:
-            transformer, vae = extractor.component_config("transformer"), extractor.component_config("vae")
-        except CheckpointError as err:
-            raise OptionError(f"model {model!r}: {err}") from None
+        transformer, vae = extractor.component_config("transformer"), extractor.component_config("vae")
 
-        def fail(message: str) -> None:
-            raise OptionError(f"model {model!r} (checkpoint {checkpoint.location!r}): {message}")
+        fail = extractor.refuse_checkpoint
 
         if transformer.get("_class_name", cls.transformer_class) != cls.transformer_class:
             fail(f"the transformer is a {transformer['_class_name']}; this family runs {cls.transformer_class}")

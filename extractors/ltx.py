@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 from extractors.base import OptionError
 from extractors.diffusion import (
     DEFAULT_OPTIONS,
-    CheckpointError,
     DiffusionVideoExtractor,
     NoiseLevel,
     VideoFamily,
@@ -125,8 +124,7 @@ class LTXVideo(VideoFamily):
         super().check_checkpoint(extractor)
         checkpoint = extractor.checkpoint
 
-        def fail(message: str) -> None:
-            raise OptionError(f"model {extractor.name!r} (checkpoint {checkpoint.location!r}): {message}")
+        fail = extractor.refuse_checkpoint
 
         pipeline = checkpoint.index.get("_class_name")
         if pipeline == "LTXConditionPipeline":
@@ -139,10 +137,7 @@ class LTXVideo(VideoFamily):
             if found != class_name:
                 fail(f"its {component} is a {found}, not a {class_name} ({pipeline or 'unknown pipeline'}); "
                      f"is it a checkpoint of another family?")
-        try:
-            transformer, vae = extractor.component_config("transformer"), extractor.component_config("vae")
-        except CheckpointError as err:
-            raise OptionError(f"model {extractor.name!r}: {err}") from None
+        transformer, vae = extractor.component_config("transformer"), extractor.component_config("vae")
         if cls.patch_size(transformer) != (1, 1, 1):
             fail(f"patch size {cls.patch_size(transformer)}: LTXPipeline gives the rotary embedding the latent "
                  f"grid, which matches the tokens only for patch (1, 1, 1)")

@@ -21,7 +21,6 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
-from extractors.base import OptionError
 from extractors.diffusion import (
     DEFAULT_OPTIONS,
     DiffusionVideoExtractor,
@@ -109,10 +108,7 @@ class Mochi(VideoFamily):
     def check_checkpoint(cls, extractor: DiffusionVideoExtractor) -> None:
         """A Mochi pipeline (by its component classes), a VAE making the latents the transformer takes, and
         the inverted flow-matching scheduler MochiPipeline needs (no weights loaded)."""
-        model, checkpoint = extractor.name, extractor.checkpoint
-
-        def fail(message: str) -> None:
-            raise OptionError(f"model {model!r} (checkpoint {checkpoint.location!r}): {message}")
+        checkpoint, fail = extractor.checkpoint, extractor.refuse_checkpoint
 
         for component, expected in cls.classes.items():
             found = checkpoint.components[component][1]

@@ -19,10 +19,9 @@ checkpoints belong here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
-from extractors.base import OptionError
-from extractors.diffusion import CheckpointError, DiffusionVideoExtractor, NoiseLevel, schedule_kind
+from extractors.diffusion import DiffusionVideoExtractor, NoiseLevel, schedule_kind
 from extractors.wan import WAN_OPTIONS, WAN_TINY_T2V, WanI2V, WanT2V, wan_preset
 
 # --- tiny random-init models (built by extractors.tiny_models.build_tiny_model) ------------------------
@@ -58,10 +57,6 @@ WAN22_TINY: dict[str, dict[str, Any]] = {
 TI2V_OPTIONS = {**WAN_OPTIONS, "frames": 121, "resolution": [704, 1280]}  # TI2V-5B's 720P size (24 fps)
 
 
-def _fail(extractor: DiffusionVideoExtractor, message: str) -> NoReturn:
-    raise OptionError(f"model {extractor.name!r} (checkpoint {extractor.checkpoint.location!r}): {message}")
-
-
 # --- families ------------------------------------------------------------------------------------------
 
 class Wan22(WanT2V):
@@ -86,25 +81,25 @@ class Wan22(WanT2V):
     @classmethod
     def check_checkpoint(cls, extractor: DiffusionVideoExtractor) -> None:
         super(WanT2V, cls).check_checkpoint(extractor)  # not WanT2V's: it refuses Wan2.2 checkpoints
-        try:
-            vae, transformer = extractor.component_config("vae"), extractor.component_config("transformer")
-        except CheckpointError as err:
-            raise OptionError(f"model {extractor.name!r}: {err}") from None
+        vae, transformer = extractor.component_config("vae"), extractor.component_config("transformer")
         cls.check_pipeline(extractor)
         temporal, spatial = cls.vae_compression(vae)
         # The pipeline sizes its latents (and the I2V mask) by the VAE's declared factors: they must agree.
         declared = (int(vae.get("scale_factor_temporal") or 4), int(vae.get("scale_factor_spatial") or 8))
         if (temporal, spatial) != declared:
-            _fail(extractor, f"the VAE compresses x{temporal} in time and x{spatial} in space, but its config declares "
-                             f"scale_factor_temporal={declared[0]}, scale_factor_spatial={declared[1]}")
+            extractor.refuse_checkpoint(
+                f"the VAE compresses x{temporal} in time and x{spatial} in space, but its config declares "
+                f"scale_factor_temporal={declared[0]}, scale_factor_spatial={declared[1]}")
         multiple = spatial * cls.patch_size(transformer)[1]
         if multiple != cls.spatial_multiple:
-            _fail(extractor, f"VAE x patch downsampling is {multiple}; {cls.family} expects {cls.spatial_multiple} "
-                             f"(is it a {cls.other_kinds} checkpoint?)")
+            extractor.refuse_checkpoint(
+                f"VAE x patch downsampling is {multiple}; {cls.family} expects {cls.spatial_multiple} "
+                f"(is it a {cls.other_kinds} checkpoint?)")
         expected, found = cls.latent_channels(vae), int(transformer.get("in_channels", 16))
         if found != expected:
-            _fail(extractor, f"the transformer takes {found} input channels and the VAE makes {vae.get('z_dim')}; "
-                             f"{cls.family} expects {expected} (is it a {cls.other_kinds} checkpoint?)")
+            extractor.refuse_checkpoint(
+                f"the transformer takes {found} input channels and the VAE makes {vae.get('z_dim')}; "
+                f"{cls.family} expects {expected} (is it a {cls.other_kinds} checkpoint?)")
 
     @classmethod
     def check_pipeline(cls, extractor: DiffusionVideoExtractor) -> None:
@@ -112,13 +107,15 @@ class Wan22(WanT2V):
         index = extractor.checkpoint.index
         expand = bool(index.get("expand_timesteps") or False)
         if expand != cls.expand_timesteps:
-            _fail(extractor, f"model_index.json has expand_timesteps={index.get('expand_timesteps')}; {cls.family} "
-                             f"follows {cls.pipeline} with expand_timesteps={cls.expand_timesteps} (is it a "
-                             f"{cls.other_kinds} checkpoint?)")
+            extractor.refuse_checkpoint(
+                f"model_index.json has expand_timesteps={index.get('expand_timesteps')}; {cls.family} "
+                f"follows {cls.pipeline} with expand_timesteps={cls.expand_timesteps} (is it a "
+                f"{cls.other_kinds} checkpoint?)")
         if len(cls.transformers) == 1 and (index.get("boundary_ratio") is not None
                                            or "transformer_2" in extractor.checkpoint.components):
-            _fail(extractor, f"model_index.json names two experts (boundary_ratio={index.get('boundary_ratio')}); "
-                             f"{cls.family} runs one transformer (is it a {cls.other_kinds} checkpoint?)")
+            extractor.refuse_checkpoint(
+                f"model_index.json names two experts (boundary_ratio={index.get('boundary_ratio')}); "
+                f"{cls.family} runs one transformer (is it a {cls.other_kinds} checkpoint?)")
 
     @classmethod
     def provenance(cls, extractor: DiffusionVideoExtractor) -> dict[str, Any]:
@@ -154,7 +151,8 @@ class Wan22TI2V(Wan22):
         super().check_pipeline(extractor)
         patch = cls.patch_size(extractor.transformer_config)
         if patch[1:] != (2, 2):
-            _fail(extractor, f"patch_size {list(patch)}: WanPipeline's per-token timesteps assume a 2x2 spatial patch")
+            extractor.refuse_checkpoint(
+                f"patch_size {list(patch)}: WanPipeline's per-token timesteps assume a 2x2 spatial patch")
 
 
 class Wan22T2V(Wan22):
@@ -184,24 +182,25 @@ class Wan22T2V(Wan22):
         super().check_pipeline(extractor)
         checkpoint, ratio = extractor.checkpoint, extractor.checkpoint.index.get("boundary_ratio")
         if "transformer_2" not in checkpoint.components or ratio is None:
-            _fail(extractor, f"{cls.family} runs two experts split at the pipeline's boundary_ratio (transformer: high "
-                             f"noise, transformer_2: low noise); model_index.json has boundary_ratio={ratio} and "
-                             f"components {sorted(checkpoint.components)} (is it a {cls.other_kinds} checkpoint?)")
+            extractor.refuse_checkpoint(
+                f"{cls.family} runs two experts split at the pipeline's boundary_ratio (transformer: high "
+                f"noise, transformer_2: low noise); model_index.json has boundary_ratio={ratio} and "
+                f"components {sorted(checkpoint.components)} (is it a {cls.other_kinds} checkpoint?)")
         if not 0 < float(ratio) <= 1:
-            _fail(extractor, f"boundary_ratio={ratio} is outside (0, 1]")
-        try:
-            first, second = (extractor.component_config(name) for name in cls.transformers)
-        except CheckpointError as err:
-            raise OptionError(f"model {extractor.name!r}: {err}") from None
+            extractor.refuse_checkpoint(
+                f"boundary_ratio={ratio} is outside (0, 1]")
+        first, second = (extractor.component_config(name) for name in cls.transformers)
         keys = ("num_layers", "num_attention_heads", "attention_head_dim", "patch_size", "in_channels")
         differ = {key: (first.get(key), second.get(key)) for key in keys if first.get(key) != second.get(key)}
         if differ:
-            _fail(extractor, f"the experts differ in {differ} (transformer, transformer_2); layers and token grids "
-                             f"must be the same for both")
+            extractor.refuse_checkpoint(
+                f"the experts differ in {differ} (transformer, transformer_2); layers and token grids "
+                f"must be the same for both")
         scheduler = extractor.component_config("scheduler")
         if schedule_kind(scheduler.get("_class_name", ""), scheduler) != "flow":
-            _fail(extractor, f"scheduler {scheduler.get('_class_name')} is not flow-matching; the expert boundary "
-                             f"is a sigma")
+            extractor.refuse_checkpoint(
+                f"scheduler {scheduler.get('_class_name')} is not flow-matching; the expert boundary "
+                f"is a sigma")
 
     @classmethod
     def provenance(cls, extractor: DiffusionVideoExtractor) -> dict[str, Any]:
@@ -239,8 +238,9 @@ class Wan22I2V(Wan22T2V, WanI2V):
         super().check_pipeline(extractor)
         image_dim = extractor.transformer_config.get("image_dim")
         if image_dim is not None:
-            _fail(extractor, f"the transformer takes a CLIP image embedding (image_dim={image_dim}), which Wan2.2 "
-                             f"I2V-A14B has not (is it a Wan2.1 image-to-video checkpoint? use family wan-i2v)")
+            extractor.refuse_checkpoint(
+                f"the transformer takes a CLIP image embedding (image_dim={image_dim}), which Wan2.2 "
+                f"I2V-A14B has not (is it a Wan2.1 image-to-video checkpoint? use family wan-i2v)")
 
     @classmethod
     def load_conditioning(cls, extractor: DiffusionVideoExtractor) -> dict[str, Any]:
